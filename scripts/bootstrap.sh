@@ -1,0 +1,29 @@
+# Sourced by run-local.sh and test.sh: make .venv with the project installed, and redis-server.
+# Safe to run again: it reinstalls only when pyproject.toml changed.
+
+ensure_venv() {
+  local python=${PYTHON:-python3}
+  if [ ! -x .venv/bin/python ]; then
+    echo "==> creating .venv with $($python --version)"
+    "$python" -m venv .venv
+  fi
+  local stamp
+  stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "==> installing vtex-relay and its dev tools into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    rm -f .venv/.installed-*
+    touch "$stamp"
+  fi
+}
+
+ensure_redis_server() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  echo "==> redis-server is missing: installing it with apt-get"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  # The Debian package may start a system Redis on 6379; vtex-relay starts its own.
+}

@@ -1,0 +1,1 @@
+"""Celery tasks: one per VTEX operation, named after the job kinds."""

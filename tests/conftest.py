@@ -1,0 +1,92 @@
+"""Fixtures: a real Redis of the tests' own, the sandbox over real HTTP, real Celery workers.
+
+The settings are put in the environment here, before anything builds them, so the test
+process (producers) and its child processes (workers) all point at the test Redis and the
+sandbox. The app token is a recognisable string that tests look for where it must not be.
+"""
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from tests.processes import ROOT, RedisServer, Worker, free_port, wait_for
+
+REDIS_PORT = free_port()
+SANDBOX_PORT = free_port()
+APP_KEY = "vtexappkey-teststore-ABCDEF"
+APP_TOKEN = "TOKEN-must-never-leak-5f1b2c9e7d"
+SANDBOX_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
+
+os.environ.update(
+    REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0",
+    VTEX_ACCOUNT="teststore",
+    VTEX_APP_KEY=APP_KEY,
+    VTEX_APP_TOKEN=APP_TOKEN,
+    VTEX_BASE_URL=SANDBOX_URL + "/{account}",
+    VTEX_TIMEOUT="2",
+)
+
+from vtex_relay.sandbox import SandboxControl  # noqa: E402 - after the settings are set
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(REDIS_PORT)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the test Redis, emptied before each test."""
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_process() -> Iterator[SandboxControl]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vtex_relay.sandbox", "--port", str(SANDBOX_PORT),
+         "--app-key", APP_KEY, "--app-token", APP_TOKEN],
+        cwd=ROOT, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    control = SandboxControl(SANDBOX_URL)
+    wait_for(_healthy(control, process), timeout=20, what="the sandbox to answer")
+    yield control
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _healthy(control: SandboxControl, process: "subprocess.Popen[bytes]") -> Callable[[], bool]:
+    def check() -> bool:
+        if process.poll() is not None:
+            raise AssertionError("the sandbox exited")
+        try:
+            control.health()
+        except Exception:
+            return False
+        return True
+
+    return check
+
+
+@pytest.fixture
+def sandbox(sandbox_process: SandboxControl) -> SandboxControl:
+    """The sandbox with an empty request log, no faults and no orders from earlier tests."""
+    sandbox_process.reset()
+    return sandbox_process
+
+
+@pytest.fixture
+def worker(redis_client: redis.Redis, sandbox: SandboxControl) -> Iterator[Worker]:
+    """One real Celery worker process (threads pool) delivering to the sandbox."""
+    process = Worker(dict(os.environ), "w1").start()
+    yield process
+    process.stop()

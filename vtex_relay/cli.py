@@ -1,0 +1,168 @@
+"""The ``vtex-relay`` command line.
+
+Exit codes: 0 done; 1 Redis unreachable (nothing enqueued); 2 bad input or bad settings
+(nothing enqueued). Messages go to stderr, job ids (or ``--json``) to stdout.
+"""
+
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any, NoReturn
+
+import click
+
+from vtex_relay.errors import ConfigurationError, InvalidJob, QueueUnavailable
+from vtex_relay.jobs import Job
+from vtex_relay.models import Kind
+from vtex_relay.producer import build_job, enqueue_many, validate_batch
+from vtex_relay.sandbox.command import sandbox
+
+_MAX_REPORTED_LINES = 100
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of job ids.")
+account_option = click.option("--account", help="VTEX account (default: VTEX_ACCOUNT).")
+body_argument = click.argument("file", type=click.File("r"), default="-")
+
+
+@click.group()
+@click.version_option(package_name="vtex-relay")
+def cli() -> None:
+    """Deliver invoices and tracking from an ERP to VTEX OMS, in order, once."""
+
+
+@cli.group()
+def enqueue() -> None:
+    """Validate and enqueue jobs; print their ids."""
+
+
+@enqueue.command("invoice")
+@click.argument("order_id")
+@body_argument
+@account_option
+@json_option
+def enqueue_invoice(order_id: str, file: IO[str], account: str | None, as_json: bool) -> None:
+    """POST an invoice (body: JSON from FILE or stdin)."""
+    _enqueue_one("invoice", order_id, None, file, account, as_json)
+
+
+@enqueue.command("tracking-number")
+@click.argument("order_id")
+@click.argument("invoice_number")
+@body_argument
+@account_option
+@json_option
+def enqueue_tracking_number(
+    order_id: str, invoice_number: str, file: IO[str], account: str | None, as_json: bool
+) -> None:
+    """PATCH an invoice's tracking number (body: JSON from FILE or stdin)."""
+    _enqueue_one("tracking-number", order_id, invoice_number, file, account, as_json)
+
+
+@enqueue.command("tracking")
+@click.argument("order_id")
+@click.argument("invoice_number")
+@body_argument
+@account_option
+@json_option
+def enqueue_tracking(
+    order_id: str, invoice_number: str, file: IO[str], account: str | None, as_json: bool
+) -> None:
+    """PUT tracking events of an invoice (body: JSON from FILE or stdin)."""
+    _enqueue_one("tracking", order_id, invoice_number, file, account, as_json)
+
+
+@enqueue.command("batch")
+@click.argument("file", type=click.File("r"))
+@json_option
+def enqueue_batch(file: IO[str], as_json: bool) -> None:
+    """Enqueue one job per JSON line of FILE (or - for stdin), all or nothing.
+
+    Each line: {"kind", "orderId", "invoiceNumber" (updates only), "account" (optional),
+    "body"}. Every line is validated before any is enqueued; jobs are enqueued in line order.
+    """
+    bad: list[str] = []
+    bad_count = 0
+
+    def on_error(number: int, exc: InvalidJob) -> None:
+        nonlocal bad_count
+        bad_count += 1
+        if len(bad) < _MAX_REPORTED_LINES:
+            bad.extend(f"  line {number}: {error}" for error in exc.errors)
+
+    with _clean_errors(), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        validate_batch(file, spool, on_error)
+        if bad_count:
+            more = bad_count - min(bad_count, _MAX_REPORTED_LINES)
+            tail = [f"  ... and {more} more bad line(s)"] if more else []
+            _fail(2, f"{bad_count} bad line(s) in {file.name}; nothing was enqueued:", *bad, *tail)
+        spool.seek(0)
+        summaries: list[dict[str, Any]] = []
+
+        def jobs() -> Iterator[Job]:
+            for text in spool:
+                job = Job.model_validate_json(text)
+                if as_json:
+                    summaries.append(_summary(job))
+                yield job
+
+        ids = enqueue_many(jobs())
+    if as_json:
+        click.echo(json.dumps(summaries))
+    elif ids:
+        click.echo("\n".join(ids))
+
+
+cli.add_command(sandbox)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="vtex-relay")
+
+
+def _enqueue_one(
+    kind: Kind,
+    order_id: str,
+    invoice_number: str | None,
+    file: IO[str],
+    account: str | None,
+    as_json: bool,
+) -> None:
+    with _clean_errors():
+        try:
+            body = json.load(file)
+        except json.JSONDecodeError as exc:
+            _fail(2, f"{file.name}: the body is not JSON ({exc}); nothing was enqueued")
+        job = build_job(kind, order_id, body, invoice_number=invoice_number, account=account)
+        enqueue_many([job])
+    click.echo(json.dumps(_summary(job)) if as_json else job.job_id)
+
+
+def _summary(job: Job) -> dict[str, Any]:
+    return {
+        "jobId": job.job_id,
+        "kind": job.kind,
+        "account": job.account,
+        "orderId": job.order_id,
+        "invoiceNumber": job.invoice_number,
+    }
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Turn vtex-relay's errors into one clear message on stderr and an exit code."""
+    try:
+        yield
+    except InvalidJob as exc:
+        _fail(2, "invalid job; nothing was enqueued:", *(f"  {e}" for e in exc.errors))
+    except ConfigurationError as exc:
+        _fail(2, str(exc))
+    except QueueUnavailable as exc:
+        _fail(1, str(exc))
+
+
+def _fail(code: int, first: str, *more: str) -> NoReturn:
+    click.echo("\n".join([f"vtex-relay: {first}", *more]), err=True)
+    sys.exit(code)

@@ -1,0 +1,78 @@
+"""The exceptions vtex-relay raises, grouped by what the caller should do about them.
+
+``InvalidJob`` is raised at enqueue time: nothing was enqueued. ``OmsError`` and its two
+subclasses describe a call to VTEX that did not succeed: a ``RetryableError`` may succeed
+later (429, 408, 5xx, time-out, connection error), a ``PermanentError`` will not (other 4xx)
+and needs a person. No exception text ever contains a credential.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One bad field: where it is (e.g. ``body.items.0.price``) and what is wrong with it."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class RelayError(Exception):
+    """Base class of every error vtex-relay raises on purpose."""
+
+
+class ConfigurationError(RelayError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class InvalidJob(RelayError):
+    """A job was refused at enqueue time; ``errors`` names every bad field. Nothing was enqueued."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+class OmsError(RelayError):
+    """A call to VTEX OMS that did not succeed.
+
+    ``status`` is the HTTP status (``None`` when no response came back) and ``message`` is
+    VTEX's own error text, bounded in length, or a description of the transport failure.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"HTTP {status}: {message}" if status is not None else message)
+
+
+class RetryableError(OmsError):
+    """The call may succeed if tried again later: 429, 408, 5xx, time-out, connection error.
+
+    ``retry_after`` is the wait VTEX asked for (seconds, from ``Retry-After``), if any.
+    ``maybe_applied`` is true when VTEX may have applied the call although no answer came back
+    (a time-out or dropped connection after the request was sent).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        maybe_applied: bool = False,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
+
+
+class PermanentError(OmsError):
+    """The call was refused and sending it again will not help (4xx other than 408 and 429)."""
+
+
+class QueueUnavailable(RelayError):
+    """Redis could not be reached, so the job was not enqueued. Retry when Redis is back."""

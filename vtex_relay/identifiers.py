@@ -1,0 +1,53 @@
+"""Validation of the values that end up in a VTEX URL: account (host) and path segments.
+
+Every value that becomes part of a URL is checked here, at enqueue time and again in the
+OMS client, so that no input can change the request's host or path. The rules are allow-lists:
+VTEX order ids look like ``1172452900788-01`` or ``v501245lspt-01``; VTEX recommends plain
+alphanumeric invoice numbers (see shared/vtex/API-NOTES.md, "Known pitfalls").
+"""
+
+import re
+
+_ACCOUNT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# Unreserved URL characters only: nothing that is a separator (/ ? # %) or needs encoding.
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_account(value: str) -> str:
+    """Return *value* if it is a plain host label: the ``{account}`` of the VTEX host name."""
+    if not _ACCOUNT.fullmatch(value):
+        raise ValueError(
+            "must be a VTEX account name: letters, digits and '-', at most 63 characters "
+            "(a plain host label, no dots or slashes)"
+        )
+    return value
+
+
+def check_order_id(value: str) -> str:
+    """Return *value* if it is safe as the ``{orderId}`` path segment."""
+    return _check_segment(value, "an order id")
+
+
+def check_invoice_number(value: str) -> str:
+    """Return *value* if it is safe as the ``{invoiceNumber}`` path segment.
+
+    A ``/`` is refused with VTEX's own reason: OMS cannot route tracking updates for such an
+    invoice (the raw slash splits the path and ``%2F`` is decoded), so posting it would create
+    an invoice whose tracking can never be sent.
+    """
+    if "/" in value:
+        raise ValueError(
+            "must not contain '/': VTEX cannot route tracking-number and tracking updates for an "
+            "invoice number with a slash (known issue in OMS); use letters, digits, '-', '_' or '.'"
+        )
+    return _check_segment(value, "an invoice number")
+
+
+def _check_segment(value: str, what: str) -> str:
+    if not _SEGMENT.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"must be {what} made of letters, digits, '-', '_' or '.', starting with a letter "
+            "or digit, at most 128 characters (no '/', '?', '#', '%', '..', spaces or "
+            "control characters)"
+        )
+    return value

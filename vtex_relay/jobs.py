@@ -1,0 +1,55 @@
+"""The job envelope: what a producer hands to the queue and a worker receives.
+
+A job is one call to VTEX for one order. The envelope is the task message's keyword
+arguments, so Flower shows it as it is. It never holds a credential: workers read those
+from their own settings. ``seq`` (the job's place in its order) and ``attempts`` (every
+try's outcome) are filled in by the delivery layer.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vtex_relay.models import Kind
+
+Outcome = Literal["delivered", "retryable", "permanent"]
+
+
+class Attempt(BaseModel):
+    """One try at delivering a job: when, and what VTEX (or the network) answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    outcome: Outcome
+    status: int | None = None
+    message: str = ""
+
+
+class Job(BaseModel):
+    """One validated call to make: kind, target (account, order, invoice) and the VTEX body."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    kind: Kind
+    account: str
+    order_id: str
+    invoice_number: str | None = None
+    body: dict[str, Any]
+    seq: int | None = None
+    attempts: tuple[Attempt, ...] = ()
+    enqueued_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def message_kwargs(self) -> dict[str, Any]:
+        """The task message's keyword arguments (JSON-safe)."""
+        return self.model_dump(mode="json", exclude={"kind"})
+
+    def describe(self) -> str:
+        """A one-line, secret-free label for logs: ``invoice account/order``."""
+        target = f"{self.account}/{self.order_id}"
+        if self.invoice_number is not None:
+            target += f"/{self.invoice_number}"
+        return f"{self.kind} {target} (job {self.job_id})"

@@ -1,0 +1,208 @@
+"""The HTTP client for the four VTEX OMS operations vtex-relay uses.
+
+One ``OmsClient`` per process: it holds one pooled, thread-safe ``httpx.Client``. Every call
+either returns VTEX's answer or raises an ``OmsError`` saying whether trying again can help:
+
+* 2xx -> success;
+* 429, 408, 5xx, connection failures and time-outs -> ``RetryableError`` (``retry_after`` from
+  ``Retry-After``; ``maybe_applied`` when the request may have reached VTEX);
+* any other status -> ``PermanentError`` carrying VTEX's message (at most 500 characters).
+
+Credentials live only in the ``httpx.Client``'s default headers. No exception or log line
+this module produces contains a header value, and raised errors carry no chained exception
+(the httpx exception holds the request, and so the token).
+"""
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+from pydantic import ValidationError
+
+from config.settings import Settings
+from vtex_relay.errors import OmsError, PermanentError, RetryableError
+from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
+from vtex_relay.models import Receipt
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 500
+_TOKEN_HEADER = "X-VTEX-API-AppToken"  # noqa: S105 (a header name, not a secret)
+# The request cannot have reached VTEX: no connection was made.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Our own request could not be built or sent as such; repeating it will not help.
+_BROKEN_REQUEST = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
+
+
+class OmsClient:
+    """Pooled client for VTEX OMS; safe to share between threads. Close it (or use ``with``)."""
+
+    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
+        key, token = settings.require_credentials()
+        self._settings = settings
+        self._client = httpx.Client(
+            headers={
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                "X-VTEX-API-AppKey": key,
+                _TOKEN_HEADER: token.get_secret_value(),
+            },
+            timeout=settings.vtex_timeout,
+            # Sized for a worker running many concurrent calls to a handful of hosts.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+            follow_redirects=False,  # a redirect would resend the credentials elsewhere
+            transport=transport,
+        )
+
+    def post_invoice(self, account: str, order_id: str, body: Mapping[str, Any]) -> Receipt:
+        """POST the invoice *body* (``models.Invoice.to_vtex()``) for *order_id*."""
+        return self._write("POST", self._url(account, order_id, "invoice"), body)
+
+    def patch_tracking_number(
+        self, account: str, order_id: str, invoice_number: str, body: Mapping[str, Any]
+    ) -> Receipt:
+        """PATCH the tracking number *body* onto invoice *invoice_number*."""
+        url = self._url(account, order_id, "invoice", self._checked(invoice_number))
+        return self._write("PATCH", url, body)
+
+    def put_tracking(
+        self, account: str, order_id: str, invoice_number: str, body: Mapping[str, Any]
+    ) -> Receipt:
+        """PUT the tracking events *body* for invoice *invoice_number*."""
+        url = self._url(account, order_id, "invoice", self._checked(invoice_number), "tracking")
+        return self._write("PUT", url, body)
+
+    def get_order(self, account: str, order_id: str) -> dict[str, Any]:
+        """GET the order as VTEX returns it. A 2xx that is not a JSON object is retryable."""
+        response = self._send("GET", self._url(account, order_id), None)
+        try:
+            order = response.json()
+        except ValueError:
+            order = None
+        if not isinstance(order, dict):
+            # Never hand back {} for "unreadable": it would read as "no invoice yet".
+            raise RetryableError("VTEX answered without a JSON order", status=response.status_code)
+        return order
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _checked(self, invoice_number: str) -> str:
+        return self._check(check_invoice_number, "invoice number", invoice_number)
+
+    def _url(self, account: str, order_id: str, *rest: str) -> str:
+        # Defence in depth: the producer checked these already, but they shape the URL.
+        account = self._check(check_account, "account", account)
+        order_id = self._check(check_order_id, "order id", order_id)
+        return "/".join([self._settings.base_url(account), "api/oms/pvt/orders", order_id, *rest])
+
+    @staticmethod
+    def _check(check: Callable[[str], str], what: str, value: str) -> str:
+        try:
+            return check(value)
+        except (ValueError, TypeError) as exc:
+            error = PermanentError(f"invalid {what}: {exc}")
+        raise error from None
+
+    def _write(self, method: str, url: str, body: Mapping[str, Any]) -> Receipt:
+        response = self._send(method, url, body)
+        try:
+            return Receipt.model_validate(response.json())
+        except (ValueError, ValidationError):
+            return Receipt()  # applied all the same; the receipt is only informative
+
+    def _send(self, method: str, url: str, body: Mapping[str, Any] | None) -> httpx.Response:
+        """Make the request and classify the outcome; return only a 2xx response."""
+        started = time.monotonic()
+        error: OmsError
+        try:
+            response = self._client.request(method, url, json=body)
+        except httpx.HTTPError as exc:
+            error = self._transport_error(exc)
+            log.debug("%s %s failed: %s", method, url, error)
+        else:
+            elapsed = time.monotonic() - started
+            log.debug("%s %s -> %s in %.3fs", method, url, response.status_code, elapsed)
+            if response.is_success:
+                return response
+            error = self._status_error(response)
+        # Raised outside the except block so no httpx exception (holding the request and its
+        # headers) is chained as __context__.
+        raise error from None
+
+    def _transport_error(self, exc: httpx.HTTPError) -> OmsError:
+        what = f"{type(exc).__name__}: {self._scrub(str(exc))}"[:MAX_MESSAGE]
+        if isinstance(exc, _NOT_SENT):
+            return RetryableError(f"could not reach VTEX ({what})", maybe_applied=False)
+        if isinstance(exc, _BROKEN_REQUEST):
+            return PermanentError(f"request could not be sent ({what})")
+        return RetryableError(f"no answer from VTEX ({what})", maybe_applied=True)
+
+    def _status_error(self, response: httpx.Response) -> OmsError:
+        status = response.status_code
+        # Scrubbed before it is cut, so no partial token survives at the cut.
+        message = _vtex_message(self._scrub(response.text), response.reason_phrase)
+        if status == 429:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            return RetryableError(message, status=status, retry_after=retry_after)
+        if status == 408 or status >= 500:
+            return RetryableError(message, status=status)
+        return PermanentError(message, status=status)
+
+    def _scrub(self, text: str) -> str:
+        # Belt and braces: an echoed token must not reach an exception or a log.
+        token = self._client.headers.get(_TOKEN_HEADER)
+        return text.replace(token, "[redacted]") if token else text
+
+
+def _vtex_message(text: str, reason: str) -> str:
+    """VTEX's error text: a known JSON message field if any, else the raw body, bounded."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        candidates = [
+            error.get("message") if isinstance(error, dict) else None,
+            data.get("message"),
+            data.get("Message"),
+            error,
+        ]
+        text = next((c for c in candidates if isinstance(c, str) and c.strip()), text)
+    return (text.strip() or reason or "no message")[:MAX_MESSAGE]
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` of delay-seconds or HTTP-date; None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", value):
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT; "-0000" or no zone parses as naive
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,287 @@
+"""The aiohttp application: the four OMS routes, the request log and the control API.
+
+Order of checks for an OMS request: record it in the log, wait ``latency_ms``, check the
+credentials (401), then the random fault (429 / 503 / time-out 504), then the body
+(400), then ``fail_orders``, then apply; apply-then-drop and apply-then-stall act after
+applying. Control routes (``/_sandbox/...``) have no auth, no faults and are not logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from secrets import compare_digest
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from vtex_relay.sandbox.faults import Decision, Fault, Faults, decide
+from vtex_relay.sandbox.schemas import BodyError, BodyKind, BodyValidator
+from vtex_relay.sandbox.state import OmsRefusal, Order, Orders, RequestLog
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OMS = "/api/oms/pvt/orders/{orderId}"
+ROUTES: tuple[tuple[str, str, BodyKind | None], ...] = (
+    ("POST", OMS + "/invoice", "invoice"),
+    ("PATCH", OMS + "/invoice/{invoiceNumber}", "tracking_number"),
+    ("PUT", OMS + "/invoice/{invoiceNumber}/tracking", "tracking"),
+    ("GET", OMS, None),
+)
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Start-up settings; ``POST /_sandbox/reset`` returns the sandbox to them.
+
+    With ``app_key``/``app_token`` unset any non-empty pair is accepted. ``strict_schema``
+    drops the relaxations VTEX's own guide needs (see ``schemas``). ``seed`` seeds the
+    fault RNG (``None``: a random seed).
+    """
+
+    order_total: int = 10_000
+    app_key: str | None = None
+    app_token: str | None = field(default=None, repr=False)
+    faults: Faults = field(default_factory=Faults)
+    seed: int | None = None
+    log_limit: int = 1_000_000
+    strict_schema: bool = False
+
+
+class _Seed(BaseModel):
+    orderId: str  # the JSON field name
+    account: str = ""
+    value: int | None = None
+    status: str = "handling"
+    items: list[dict[str, Any]] = []
+
+
+class _Sandbox:
+    """Everything one running sandbox holds."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.validator = BodyValidator(strict=config.strict_schema)
+        self.orders = Orders(config.order_total)
+        self.log = RequestLog(config.log_limit)
+        self.faults = config.faults
+        self.rng = random.Random(config.seed)
+
+    def reset(self) -> None:
+        self.orders.clear()
+        self.log.clear()
+        self.faults = self.config.faults
+        self.rng.seed(self.config.seed)
+
+
+SANDBOX = web.AppKey("sandbox", _Sandbox)
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    body = {"error": {"code": "1", "message": message, "exception": None}}
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+def _authorised(request: web.Request, config: SandboxConfig) -> bool:
+    # aiohttp's header lookup is case-insensitive, as VTEX's is.
+    key = request.headers.get("X-VTEX-API-AppKey", "")
+    token = request.headers.get("X-VTEX-API-AppToken", "")
+    if not key or not token:
+        return False
+    if config.app_key is not None and not compare_digest(key.encode(), config.app_key.encode()):
+        return False
+    return config.app_token is None or compare_digest(token.encode(), config.app_token.encode())
+
+
+def _oms_handler(kind: BodyKind | None) -> Handler:
+    """The handler of one OMS route; ``kind`` names the write (``None``: GET order)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        sb = request.app[SANDBOX]
+        match = request.match_info
+        account, order_id = match.get("account", ""), match["orderId"]
+        invoice_number = match.get("invoiceNumber")
+        raw = await request.read() if kind else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        if kind == "invoice" and isinstance(body, dict):
+            # A POST names its invoice in the body; log it so the log can be filtered by it.
+            number = body.get("invoiceNumber")
+            invoice_number = number if isinstance(number, str) else None
+        path = request.path[len(account) + 1 :] if account else request.path
+        entry = sb.log.record(request.method, path, account, order_id, invoice_number, body)
+        decision = decide(sb.faults, sb.rng, order_id, write=kind is not None)
+        entry["fault"] = decision.fault.value
+        if sb.faults.latency_ms:
+            await asyncio.sleep(sb.faults.latency_ms / 1000)
+        response = _refusal(request, sb, kind, body, decision)
+        if response is None and decision.fault is Fault.TIMEOUT:
+            sb.log.finish(entry, "stalled")
+            await asyncio.sleep(sb.faults.stall_seconds)
+            return _error(504, "Gateway Timeout")
+        if response is None:
+            try:
+                result = _apply(sb, kind, sb.orders.get(account, order_id), match, body)
+            except OmsRefusal as exc:
+                response = _error(exc.status, exc.message)
+        if response is not None:
+            sb.log.finish(entry, response.status)
+            return response
+        if kind is not None:
+            entry["appliedAt"] = time.time()
+        if decision.fault is Fault.APPLY_DROP:
+            sb.log.finish(entry, "dropped")
+            # Close the socket unanswered; aiohttp then skips writing the returned response.
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()
+        if decision.fault is Fault.APPLY_STALL:
+            sb.log.finish(entry, "stalled")
+            await asyncio.sleep(sb.faults.stall_seconds)
+        else:
+            sb.log.finish(entry, 200)
+        return web.json_response(result)
+
+    return handle
+
+
+def _refusal(
+    request: web.Request, sb: _Sandbox, kind: BodyKind | None, body: Any, decision: Decision
+) -> web.Response | None:
+    """The error answer to an OMS request that must not be applied, if it is one."""
+    if not _authorised(request, sb.config):
+        return _error(401, "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken required")
+    if decision.fault is Fault.THROTTLE:
+        return _error(429, "Too Many Requests", **{"Retry-After": str(sb.faults.retry_after)})
+    if decision.fault is Fault.UNAVAILABLE:
+        return _error(503, "Service Unavailable")
+    if decision.fault is Fault.TIMEOUT or kind is None:
+        return None
+    if request.content_type != "application/json":
+        return _error(400, f"Content-Type must be application/json, not {request.content_type}")
+    if not isinstance(body, dict):
+        return _error(400, "Invalid request body: body must be a JSON object")
+    try:
+        sb.validator.check(kind, body)
+    except BodyError as exc:
+        return _error(400, f"Invalid request body: {exc}")
+    if decision.fail_status is not None:
+        message = f"Order {request.match_info['orderId']} refused by the sandbox (fail_orders)"
+        return _error(decision.fail_status, message)
+    return None
+
+
+def _apply(
+    sb: _Sandbox, kind: BodyKind | None, order: Order | None, match: Mapping[str, str], body: Any
+) -> dict[str, Any]:
+    """Apply a checked OMS request; returns the JSON to answer. Raises ``OmsRefusal``."""
+    assert order is not None  # Orders.get creates by default
+    if kind == "invoice":
+        return sb.orders.post_invoice(order, body)
+    if kind == "tracking_number":
+        return sb.orders.patch_tracking_number(order, match["invoiceNumber"], body)
+    if kind == "tracking":
+        return sb.orders.put_tracking(order, match["invoiceNumber"], body)
+    return order.to_vtex()
+
+
+async def _unknown(request: web.Request) -> web.StreamResponse:
+    if request.path.startswith("/_sandbox/"):
+        return _error(404, f"no control route {request.method} {request.path}")
+    sb = request.app[SANDBOX]
+    body = (await request.read()).decode("utf-8", "replace") or None
+    entry = sb.log.record(request.method, request.path, "", None, None, body)
+    sb.log.finish(entry, 404)
+    return _error(404, f"No route for {request.method} {request.path}")
+
+
+async def _health(request: web.Request) -> web.StreamResponse:
+    sb = request.app[SANDBOX]
+    return web.json_response({"status": "ok", "orders": len(sb.orders), "lastSeq": sb.log.last_seq})
+
+
+async def _requests(request: web.Request) -> web.StreamResponse:
+    sb = request.app[SANDBOX]
+    query = request.query
+    if request.method == "DELETE":
+        cleared = len(sb.log.select())
+        sb.log.clear()
+        return web.json_response({"cleared": cleared})
+    equal = {k: query[k] for k in ("orderId", "account", "invoiceNumber") if k in query}
+    if "method" in query:
+        equal["method"] = query["method"].upper()
+    try:
+        since = int(query.get("since", "0"))
+    except ValueError:
+        return _error(400, "since: must be an integer")
+    entries = sb.log.select(since, **equal)
+    return web.json_response({"requests": entries, "lastSeq": sb.log.last_seq})
+
+
+async def _faults(request: web.Request) -> web.StreamResponse:
+    sb = request.app[SANDBOX]
+    if request.method == "PUT":
+        try:
+            changes = await request.json()
+            sb.faults = Faults.model_validate({**sb.faults.model_dump(), **changes})
+        except (ValueError, TypeError, ValidationError) as exc:
+            return _error(400, f"invalid faults: {exc}")
+    return web.json_response(sb.faults.model_dump())
+
+
+async def _seed(request: web.Request) -> web.StreamResponse:
+    sb = request.app[SANDBOX]
+    try:
+        seed = _Seed.model_validate(await request.json())
+    except (ValueError, ValidationError) as exc:
+        return _error(400, f"invalid order: {exc}")
+    value = sb.config.order_total if seed.value is None else seed.value
+    order = sb.orders.seed(
+        seed.account, seed.orderId, value=value, status=seed.status, items=seed.items
+    )
+    return web.json_response(order.to_control(), status=201)
+
+
+async def _order(request: web.Request) -> web.StreamResponse:
+    sb = request.app[SANDBOX]
+    account = request.query.get("account", "")
+    order = sb.orders.get(account, request.match_info["orderId"], create=False)
+    if order is None:
+        return _error(404, f"no order {request.match_info['orderId']!r} in account {account!r}")
+    return web.json_response(order.to_control())
+
+
+async def _stats(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[SANDBOX].log.stats())
+
+
+async def _reset(request: web.Request) -> web.StreamResponse:
+    request.app[SANDBOX].reset()
+    return web.json_response({"status": "reset"})
+
+
+def build_app(config: SandboxConfig) -> web.Application:
+    """The sandbox as an aiohttp application (fresh state per call)."""
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[SANDBOX] = _Sandbox(config)
+    add = app.router.add_route
+    add("GET", "/_sandbox/health", _health)
+    add("GET", "/_sandbox/requests", _requests)
+    add("DELETE", "/_sandbox/requests", _requests)
+    add("GET", "/_sandbox/faults", _faults)
+    add("PUT", "/_sandbox/faults", _faults)
+    add("POST", "/_sandbox/orders", _seed)
+    add("GET", "/_sandbox/orders/{orderId}", _order)
+    add("GET", "/_sandbox/stats", _stats)
+    add("POST", "/_sandbox/reset", _reset)
+    for prefix in ("", "/{account}"):
+        for method, path, kind in ROUTES:
+            add(method, prefix + path, _oms_handler(kind))
+    add("*", "/{tail:.*}", _unknown)
+    return app

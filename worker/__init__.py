@@ -1,0 +1,1 @@
+"""The Celery worker side of vtex-relay: ``celery -A worker.app worker``."""
