@@ -41,7 +41,7 @@ redis-server config/redis-local.conf --port "$REDIS_PORT" --dir "$RUN_DIR/redis"
   --logfile "$PWD/$RUN_DIR/redis.log" &
 pids+=($!)
 echo "==> VTEX sandbox on http://127.0.0.1:${SANDBOX_PORT}"
-vtex-relay sandbox --port "$SANDBOX_PORT" --app-key "$VTEX_APP_KEY" --app-token "$VTEX_APP_TOKEN" \
+SANDBOX_APP_TOKEN="$VTEX_APP_TOKEN" vtex-relay sandbox --port "$SANDBOX_PORT" --app-key "$VTEX_APP_KEY" --strict-schema \
   >"$RUN_DIR/sandbox.log" 2>&1 &
 pids+=($!)
 echo "==> worker and Flower (honcho start; output in ${RUN_DIR}/honcho.log)"

@@ -54,8 +54,8 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def sandbox_process() -> Iterator[SandboxControl]:
     process = subprocess.Popen(
         [sys.executable, "-m", "vtex_relay.sandbox", "--port", str(SANDBOX_PORT),
-         "--app-key", APP_KEY, "--app-token", APP_TOKEN],
-        cwd=ROOT, stdout=subprocess.DEVNULL,
+         "--app-key", APP_KEY, "--strict-schema"],
+        cwd=ROOT, env={**os.environ, "SANDBOX_APP_TOKEN": APP_TOKEN}, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     control = SandboxControl(SANDBOX_URL)
     wait_for(_healthy(control, process), timeout=20, what="the sandbox to answer")

@@ -50,7 +50,13 @@ _RATE = click.FloatRange(0.0, 1.0)
     type=_RATE,
     help="Probability of applying then stalling --stall-seconds before answering.",
 )
-@click.option("--stall-seconds", default=10.0, type=click.FloatRange(0), show_default=True)
+@click.option(
+    "--stall-seconds",
+    default=10.0,
+    type=click.FloatRange(0),
+    show_default=True,
+    help="How long the time-out and apply-stall faults hold a request.",
+)
 @click.option("--seed", default=None, type=int, help="Seed of the fault RNG.")
 @click.option(
     "--log-limit",

@@ -1,0 +1,79 @@
+"""The second half of `make run`: enqueue the seed examples and show what VTEX received.
+
+Run by scripts/run-local.sh once Redis, the sandbox, the worker and Flower are starting.
+The settings (REDIS_URL, VTEX_*) come from the environment that script sets.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
+from vtex_relay.sandbox import RecordedRequest, SandboxControl
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ORDER = "1172452900788-01"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sandbox", required=True)
+    parser.add_argument("--flower-port", type=int, default=5555)
+    args = parser.parse_args()
+    sandbox = SandboxControl(args.sandbox)
+    sandbox.wait_for(lambda s: s.health(), timeout=30)
+
+    invoice = _example("invoice")
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("invoice", lambda: enqueue_invoice(ORDER, invoice)),
+        (
+            "tracking-number",
+            lambda: enqueue_tracking_number(ORDER, "9999", _example("tracking-number")),
+        ),
+        ("tracking", lambda: enqueue_tracking(ORDER, "9999", _example("tracking"))),
+    ]
+    print(f"\nEnqueued for order {ORDER} (each once the previous one was delivered):")
+    for count, (kind, enqueue) in enumerate(steps, start=1):
+        job_id = enqueue()
+        print(f"  {kind:<16} job {job_id}")
+        try:
+            sandbox.wait_for(lambda s, n=count: len(_writes(s)) >= n, timeout=60)  # type: ignore[misc]
+        except TimeoutError:
+            print(f"  ... the worker did not deliver the {kind} job within 60 s", file=sys.stderr)
+            return 1
+
+    print("\nWhat the VTEX sandbox received:")
+    for request in _writes(sandbox):
+        print(f"\n  {request.method} {request.path}  ->  {request.status}")
+        print("  " + json.dumps(request.body, indent=2, ensure_ascii=False).replace("\n", "\n  "))
+    order = sandbox.order(ORDER, account=_account())["order"]
+    [package] = order["packageAttachment"]["packages"]
+    print(
+        f"\nGET order {ORDER}: status {order['status']}, invoice {package['invoiceNumber']} "
+        f"({package['invoiceValue']} cents), tracking {package['trackingNumber']}, "
+        f"{len(package['courierStatus']['data'])} tracking events"
+    )
+    print(f"Flower: http://127.0.0.1:{args.flower_port}")
+    return 0
+
+
+def _writes(sandbox: SandboxControl) -> list[RecordedRequest]:
+    return [r for r in sandbox.requests(order_id=ORDER) if r.method != "GET"]
+
+
+def _example(name: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text())
+    return body
+
+
+def _account() -> str:
+    from config import get_settings
+
+    return get_settings().vtex_account or ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
