@@ -8,7 +8,14 @@ import string
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vtex_relay.errors import ConfigurationError
@@ -31,6 +38,12 @@ class Settings(BaseSettings):
     vtex_app_token: SecretStr | None = None
     vtex_base_url: str | None = None
     vtex_timeout: float = Field(default=10.0, gt=0, le=300)
+    retry_max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_backoff_base: float = Field(default=1.0, gt=0)
+    retry_backoff_max: float = Field(default=300.0, gt=0)
+    lease_seconds: float = Field(default=45.0, ge=1)
+    sweep_interval: float = Field(default=1.0, gt=0, le=60)
+    job_retention_days: float = Field(default=30.0, gt=0)
 
     @field_validator("redis_url")
     @classmethod
@@ -50,6 +63,17 @@ class Settings(BaseSettings):
         if not fields <= {"account", "environment"}:
             raise ValueError("may only use the placeholders {account} and {environment}")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_call(self) -> "Settings":
+        # A lease that can run out while its call is still going would let a second worker
+        # start the same job; an httpx call can take up to about three timeouts.
+        if self.lease_seconds < 3 * self.vtex_timeout + 5:
+            raise ValueError(
+                f"LEASE_SECONDS ({self.lease_seconds}) must be at least 3 * VTEX_TIMEOUT + 5 "
+                f"({3 * self.vtex_timeout + 5})"
+            )
+        return self
 
     def base_url(self, account: str) -> str:
         """The URL that ``/api/oms/...`` is appended to, for *account* (already validated)."""
@@ -81,5 +105,8 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise ConfigurationError(f"invalid settings: {message}") from None
+        name = str(first["loc"][0]).upper()
+        raise ConfigurationError(f"invalid setting {name}: {message}") from None

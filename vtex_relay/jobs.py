@@ -1,9 +1,9 @@
-"""The job envelope: what a producer hands to the queue and a worker receives.
+"""The job envelope and the record of each attempt.
 
 A job is one call to VTEX for one order. The envelope is the task message's keyword
 arguments, so Flower shows it as it is. It never holds a credential: workers read those
-from their own settings. ``seq`` (the job's place in its order) and ``attempts`` (every
-try's outcome) are filled in by the delivery layer.
+from their own settings. A job's place in its order (``seq``) and its attempts live in
+Redis (``vtex_relay.ordering``), not in the message.
 """
 
 import uuid
@@ -14,11 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vtex_relay.models import Kind
 
-Outcome = Literal["delivered", "retryable", "permanent"]
+# delivered: VTEX answered 2xx. reconciled: an earlier try had landed (GET order showed it),
+# so nothing was sent. retryable / permanent: see vtex_relay.errors.
+Outcome = Literal["delivered", "reconciled", "retryable", "permanent"]
 
 
 class Attempt(BaseModel):
-    """One try at delivering a job: when, and what VTEX (or the network) answered."""
+    """One try at a job: when, by which worker, and what VTEX (or the network) answered."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -26,6 +28,8 @@ class Attempt(BaseModel):
     outcome: Outcome
     status: int | None = None
     message: str = ""
+    maybe_applied: bool = False
+    worker: str = ""
 
 
 class Job(BaseModel):
@@ -39,8 +43,6 @@ class Job(BaseModel):
     order_id: str
     invoice_number: str | None = None
     body: dict[str, Any]
-    seq: int | None = None
-    attempts: tuple[Attempt, ...] = ()
     enqueued_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def message_kwargs(self) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from celery.signals import celeryd_init
 
 from config import Settings, get_settings
 from vtex_relay.errors import ConfigurationError
+from vtex_relay.messages import QUEUE
 
-QUEUE = "vtex-relay"
 
 
 def create_app(settings: Settings) -> Celery:

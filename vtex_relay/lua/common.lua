@@ -1,0 +1,43 @@
+-- Shared by every vtex-relay script (prepended by vtex_relay/ordering.py).
+-- Keys of one order share the hash tag {account:orderId}; a job is "vr:{account:orderId}:job:ID".
+-- Invariant: an order has at most one job that is ready, running or retrying: its head.
+
+local TAG_PLACEHOLDER = "__VTEX_RELAY_DELIVERY_TAG__"
+
+-- Every time comes from Redis's clock, so workers on machines with skewed clocks agree.
+local function now()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function job_key(ref, job_id)
+  return "vr:{" .. ref .. "}:job:" .. job_id
+end
+
+local function order_key(ref)
+  return "vr:{" .. ref .. "}:order"
+end
+
+-- Make a job ready: push its Celery message onto the queue, with a fresh delivery tag so
+-- that kombu never confuses two deliveries of one job.
+local function dispatch(queue, jkey, job_id)
+  local n = redis.call("HINCRBY", jkey, "dispatches", 1)
+  local message = redis.call("HGET", jkey, "message")
+  local tag = job_id .. "." .. n
+  message = string.gsub(message, TAG_PLACEHOLDER, tag, 1)
+  redis.call("LPUSH", queue, message)
+  redis.call("HSET", jkey, "state", "ready")
+end
+
+-- The order's head is finished (done or discarded): dispatch the next job, or go idle.
+local function advance(queue, ref)
+  local okey = order_key(ref)
+  local head = tonumber(redis.call("HGET", okey, "head"))
+  local next_id = redis.call("HGET", "vr:{" .. ref .. "}:seqs", head + 1)
+  if next_id then
+    redis.call("HSET", okey, "head", head + 1, "state", "active")
+    dispatch(queue, job_key(ref, next_id), next_id)
+  else
+    redis.call("HSET", okey, "head", 0, "state", "idle")
+  end
+end

@@ -1,0 +1,34 @@
+-- Record an attempt's outcome and move the job (and its order) on.
+-- KEYS: job, attempts, leases, delayed, dead, queue
+-- ARGV: ref, job_id, member, token, outcome ("done"|"retry"|"dead"), attempt_json,
+--       delay_seconds (for "retry"), uncertain (0|1), retention_seconds
+-- Returns "ok" | "lost" (the lease was taken over: this worker's outcome no longer counts)
+local jkey, attempts, leases, delayed, dead, queue = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ref, job_id, member, token, outcome, attempt, delay, uncertain, retention =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+
+redis.call("RPUSH", attempts, attempt)
+if redis.call("HGET", jkey, "state") ~= "running" or redis.call("HGET", jkey, "lease_token") ~= token then
+  return "lost"
+end
+redis.call("ZREM", leases, member)
+redis.call("HDEL", jkey, "lease_token", "lease_until")
+if uncertain == "1" then
+  redis.call("HSET", jkey, "uncertain", 1)
+end
+
+if outcome == "retry" then
+  local due_at = now() + delay
+  redis.call("HSET", jkey, "state", "retrying", "due_at", due_at)
+  redis.call("ZADD", delayed, due_at, member)
+elseif outcome == "dead" then
+  redis.call("HSET", jkey, "state", "dead")
+  redis.call("HSET", order_key(ref), "state", "held")
+  redis.call("HSET", dead, job_id, ref)
+else
+  redis.call("HSET", jkey, "state", "done")
+  redis.call("EXPIRE", jkey, retention)
+  redis.call("EXPIRE", attempts, retention)
+  advance(queue, ref)
+end
+return "ok"

@@ -1,0 +1,187 @@
+"""Per-order ordering and the one-invoice ledger, kept in Redis, changed only by Lua scripts.
+
+Guarantees (see docs/delivery.md for the states and why each crash point is safe):
+
+- Jobs of one (account, orderId) run one at a time, in enqueue order: only an order's head
+  job ever has a Celery message; the next job's message is pushed by the script that
+  finishes the head. Different orders never wait on each other.
+- An order has at most one invoice job (unless an operator discarded it): a different
+  invoice is refused at enqueue, an identical one answers with the first job's id.
+- Every state change is one script, so a crash of a producer, a worker or Redis between two
+  calls leaves a state that the next call (or the sweep) carries on from.
+"""
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal, NamedTuple
+
+import redis
+from redis.commands.core import AsyncScript, Script
+
+from vtex_relay.jobs import Job
+from vtex_relay.messages import QUEUE
+
+DELAYED = "vr:delayed"
+LEASES = "vr:leases"
+DEAD = "vr:dead"
+DISCARDED = "vr:discarded"
+
+
+@dataclass(frozen=True)
+class OrderRef:
+    """An order, as (account, orderId); ``tag`` is the hash tag its keys share."""
+
+    account: str
+    order_id: str
+
+    @classmethod
+    def of(cls, job: Job) -> "OrderRef":
+        return cls(job.account, job.order_id)
+
+    @classmethod
+    def parse(cls, tag: str) -> "OrderRef":
+        account, _, order_id = tag.partition(":")
+        return cls(account, order_id)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.account}:{self.order_id}"
+
+    def key(self, name: str) -> str:
+        return f"vr:{{{self.tag}}}:{name}"
+
+    def job_key(self, job_id: str) -> str:
+        return self.key(f"job:{job_id}")
+
+    def member(self, job_id: str) -> str:
+        """How a job is named in the global sorted sets (delayed retries, leases)."""
+        return f"{self.tag} {job_id}"
+
+
+class Enqueued(NamedTuple):
+    """What enqueueing one job did: ``conflict`` carries the existing invoice and its state."""
+
+    verdict: Literal["enqueued", "duplicate", "conflict"]
+    job_id: str
+    invoice_number: str | None = None
+    state: str | None = None
+
+
+class Claim(NamedTuple):
+    """``run``: this worker holds the job (``uncertain``: an earlier try may have landed)."""
+
+    verdict: Literal["run", "busy", "stale"]
+    seq: int = 0
+    tries: int = 0
+    uncertain: bool = False
+
+
+Outcome = Literal["done", "retry", "dead"]
+
+
+def body_digest(body: dict[str, Any]) -> str:
+    """A stable fingerprint of a body, to tell an exact duplicate invoice from a different one."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Ordering:
+    """The scripts, bound to one Redis client (thread-safe: redis-py pools connections)."""
+
+    def __init__(self, client: "redis.Redis", queue: str = QUEUE) -> None:
+        self.client = client
+        self.queue = queue
+        self._enqueue = _script(client, "enqueue")
+        self._claim = _script(client, "claim")
+        self._finish = _script(client, "finish")
+        self._sweep = _script(client, "sweep")
+        self._resolve = _script(client, "resolve")
+
+    def enqueue(self, jobs: Iterable[tuple[Job, str]], batch: int = 1000) -> Iterator[Enqueued]:
+        """Append each (job, message) to its order, in order, a pipeline per *batch* jobs."""
+        chunk: list[tuple[Job, str]] = []
+        for item in jobs:
+            chunk.append(item)
+            if len(chunk) == batch:
+                yield from self._enqueue_chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from self._enqueue_chunk(chunk)
+
+    def _enqueue_chunk(self, chunk: Sequence[tuple[Job, str]]) -> list[Enqueued]:
+        pipe = self.client.pipeline(transaction=False)
+        for job, message in chunk:
+            ref = OrderRef.of(job)
+            digest = body_digest(job.body) if job.kind == "invoice" else ""
+            self._enqueue(
+                keys=[ref.key("order"), ref.key("seqs"), ref.job_key(job.job_id), self.queue],
+                args=[ref.tag, job.job_id, job.kind, message, digest,
+                      job.invoice_number or "", job.enqueued_at.isoformat()],
+                client=pipe,
+            )  # fmt: skip
+        return [_enqueued(reply) for reply in pipe.execute()]
+
+    def claim(self, ref: OrderRef, job_id: str, token: str, lease_seconds: float) -> Claim:
+        """Take the job for *token* with a lease, if it is ready (or its lease ran out)."""
+        reply = self._claim(
+            keys=[ref.job_key(job_id), LEASES],
+            args=[ref.member(job_id), token, lease_seconds],
+        )
+        verdict = _text(reply[0])
+        if verdict != "run":
+            return Claim("busy" if verdict == "busy" else "stale")
+        return Claim("run", int(reply[1]), int(reply[2]), _text(reply[3]) == "1")
+
+    def finish(
+        self,
+        ref: OrderRef,
+        job_id: str,
+        token: str,
+        outcome: Outcome,
+        attempt: str,
+        *,
+        delay: float = 0.0,
+        uncertain: bool = False,
+        retention_seconds: int,
+    ) -> bool:
+        """Record *attempt* and apply *outcome*; False if the lease was lost meanwhile."""
+        reply = self._finish(
+            keys=[ref.job_key(job_id), ref.job_key(job_id) + ":attempts", LEASES, DELAYED,
+                  DEAD, self.queue],
+            args=[ref.tag, job_id, ref.member(job_id), token, outcome, attempt, delay,
+                  int(uncertain), retention_seconds],
+        )  # fmt: skip
+        return _text(reply) == "ok"
+
+    def sweep(self, limit: int = 500) -> tuple[int, int]:
+        """Dispatch due retries and recover expired leases; return how many of each."""
+        retried, recovered = self._sweep(keys=[DELAYED, LEASES, self.queue], args=[limit])
+        return int(retried), int(recovered)
+
+    def resolve(self, ref: OrderRef, job_id: str, action: Literal["replay", "discard"]) -> str | None:
+        """Replay or discard a dead job; None if done, else the job's actual state."""
+        reply = self._resolve(
+            keys=[ref.job_key(job_id), DEAD, DISCARDED, self.queue],
+            args=[ref.tag, job_id, action],
+        )
+        return None if _text(reply) == "ok" else _text(reply[1])
+
+
+def _script(client: "redis.Redis", name: str) -> Script | AsyncScript:
+    folder = resources.files("vtex_relay") / "lua"
+    source = (folder / "common.lua").read_text() + (folder / f"{name}.lua").read_text()
+    return client.register_script(source)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _enqueued(reply: Any) -> Enqueued:
+    parts = [_text(part) for part in reply]
+    if parts[0] == "conflict":
+        return Enqueued("conflict", parts[1], parts[2], parts[3])
+    return Enqueued("duplicate" if parts[0] == "duplicate" else "enqueued", parts[1])
