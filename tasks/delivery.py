@@ -1,24 +1,40 @@
 """The three delivery tasks: ``invoice``, ``tracking-number`` and ``tracking``.
 
-Each receives a job envelope (``vtex_relay.jobs.Job``) as keyword arguments and makes one call
-to VTEX with the worker's own credentials. The task names are the job kinds, which is what
-Flower shows.
+A task message only says "this job may be ready". The task first claims the job in Redis
+(a lease: the "in flight" record); a message for a job that is not ready — a duplicate
+delivery, a restore after a crash — is acknowledged and dropped. Then one try:
+
+- if an earlier try may have landed (it timed out, or its worker died), GET order first and
+  count the job as done if VTEX shows it — an invoice is never POSTed twice on a guess;
+- otherwise make the call;
+
+and the outcome is recorded by one script: done (the order's next job is dispatched), retry
+(waits in Redis, not in this worker, until its backoff is over), or dead (the order is held
+for an operator). The task itself always returns normally, so Celery acknowledges it.
 """
 
+import socket
 import threading
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from celery.signals import worker_process_shutdown
 from celery.utils.log import get_task_logger
 
-from config import get_settings
-from vtex_relay.errors import PermanentError, RetryableError
-from vtex_relay.jobs import Job
+from config import Settings, get_settings
+from vtex_relay.backoff import retry_delay
+from vtex_relay.connections import ordering
+from vtex_relay.errors import OmsError, PermanentError, RetryableError
+from vtex_relay.jobs import Attempt, Job
 from vtex_relay.models import Kind, Receipt
 from vtex_relay.oms_client import OmsClient
+from vtex_relay.ordering import Claim, OrderRef, Outcome
+from vtex_relay.reconcile import landed
 from worker.app import app
 
 log = get_task_logger(__name__)
+_HOST = socket.gethostname()
 
 _client: OmsClient | None = None
 _client_lock = threading.Lock()
@@ -42,29 +58,73 @@ def _close_client(**_: Any) -> None:
 def deliver(job: Job) -> Receipt:
     """Make *job*'s call to VTEX; raise ``RetryableError`` or ``PermanentError`` if it fails."""
     client = oms_client()
+    if job.kind == "invoice":
+        return client.post_invoice(job.account, job.order_id, job.body)
+    assert job.invoice_number is not None
+    if job.kind == "tracking-number":
+        return client.patch_tracking_number(job.account, job.order_id, job.invoice_number, job.body)
+    return client.put_tracking(job.account, job.order_id, job.invoice_number, job.body)
+
+
+def run_job(job: Job) -> None:
+    """Claim *job*, try it once, record the outcome (see the module docstring)."""
+    settings = get_settings()
+    ref = OrderRef.of(job)
+    token = f"{_HOST}:{uuid.uuid4().hex}"
+    claim = ordering().claim(ref, job.job_id, token, settings.lease_seconds)
+    if claim.verdict != "run":
+        log.info("%s: message dropped, the job is not ready (%s)", job.describe(), claim.verdict)
+        return
+    attempt, outcome, delay = _try(job, claim, settings)
+    kept = ordering().finish(
+        ref,
+        job.job_id,
+        token,
+        outcome,
+        attempt.model_dump_json(),
+        delay=delay,
+        uncertain=attempt.maybe_applied,
+        retention_seconds=int(settings.job_retention_days * 86400),
+    )
+    if not kept:
+        log.warning("%s: lease ran out during the call; another worker took the job over",
+                    job.describe())  # fmt: skip
+
+
+def _try(job: Job, claim: Claim, settings: Settings) -> tuple[Attempt, Outcome, float]:
+    now = datetime.now(UTC)
     try:
-        if job.kind == "invoice":
-            receipt = client.post_invoice(job.account, job.order_id, job.body)
-        elif job.kind == "tracking-number":
-            assert job.invoice_number is not None
-            receipt = client.patch_tracking_number(
-                job.account, job.order_id, job.invoice_number, job.body
-            )
-        else:
-            assert job.invoice_number is not None
-            receipt = client.put_tracking(job.account, job.order_id, job.invoice_number, job.body)
+        if claim.uncertain and landed(oms_client(), job):
+            log.info("%s: already at VTEX (an earlier try landed), not sent again", job.describe())
+            return Attempt(at=now, outcome="reconciled", worker=_HOST), "done", 0.0
+        receipt = deliver(job)
     except RetryableError as exc:
-        log.warning("%s not delivered, may succeed later: %s", job.describe(), exc)
-        raise
+        attempt = _failed(now, "retryable", exc, maybe_applied=exc.maybe_applied)
+        if claim.tries >= settings.retry_max_attempts:
+            log.error("%s: dead after %d tries: %s", job.describe(), claim.tries, exc)
+            return attempt, "dead", 0.0
+        delay = retry_delay(
+            claim.tries, settings.retry_backoff_base, settings.retry_backoff_max, exc.retry_after
+        )
+        log.warning(
+            "%s: try %d failed (%s); next in %.1fs", job.describe(), claim.tries, exc, delay
+        )
+        return attempt, "retry", delay
     except PermanentError as exc:
-        log.error("%s refused by VTEX: %s", job.describe(), exc)
-        raise
-    log.info("%s delivered, receipt %s", job.describe(), receipt.receipt)
-    return receipt
+        log.error("%s: refused by VTEX: %s", job.describe(), exc)
+        return _failed(now, "permanent", exc), "dead", 0.0
+    log.info("%s: delivered, receipt %s", job.describe(), receipt.receipt)
+    message = f"receipt {receipt.receipt}" if receipt.receipt else ""
+    return Attempt(at=now, outcome="delivered", message=message, worker=_HOST), "done", 0.0
+
+
+def _failed(now: datetime, outcome: Any, exc: OmsError, *, maybe_applied: bool = False) -> Attempt:
+    return Attempt(at=now, outcome=outcome, status=exc.status, message=exc.message,
+                   maybe_applied=maybe_applied, worker=_HOST)  # fmt: skip
 
 
 def _run(kind: Kind, message: dict[str, Any]) -> None:
-    deliver(Job.model_validate({**message, "kind": kind}))
+    run_job(Job.model_validate({**message, "kind": kind}))
 
 
 @app.task(name="invoice")

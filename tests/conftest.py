@@ -28,6 +28,11 @@ os.environ.update(
     VTEX_APP_TOKEN=APP_TOKEN,
     VTEX_BASE_URL=SANDBOX_URL + "/{account}",
     VTEX_TIMEOUT="2",
+    # Short waits so that retries and recoveries happen within a test's time.
+    RETRY_BACKOFF_BASE="0.05",
+    RETRY_BACKOFF_MAX="0.5",
+    LEASE_SECONDS="11",
+    SWEEP_INTERVAL="0.2",
 )
 
 from vtex_relay.sandbox import SandboxControl  # noqa: E402 - after the settings are set

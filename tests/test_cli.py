@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from tests.processes import ROOT, free_port
 from vtex_relay.cli import cli
-from worker.app import QUEUE
+from vtex_relay.messages import QUEUE
 
 EXAMPLES = ROOT / "examples"
 INVOICE = json.loads((EXAMPLES / "invoice.json").read_text())
@@ -100,7 +100,7 @@ class TestRefusals:
         assert named in result.stderr
         assert "nothing was enqueued" in result.stderr
         assert result.stdout == ""
-        assert redis_client.llen(QUEUE) == 0
+        assert redis_client.keys("*") == []
 
     def test_every_bad_field_is_named(self, redis_client: redis.Redis) -> None:
         body = {**INVOICE, "type": "Sale", "invoiceValue": 0, "items": [{"id": "1"}]}
@@ -109,13 +109,13 @@ class TestRefusals:
         for field in ("orderId", "account", "body.type", "body.invoiceValue", "body.items.0.price",
                       "body.items.0.quantity"):  # fmt: skip
             assert field in result.stderr
-        assert redis_client.llen(QUEUE) == 0
+        assert redis_client.keys("*") == []
 
     def test_a_body_that_is_not_json(self, redis_client: redis.Redis) -> None:
         result = run("enqueue", "invoice", "o-1", "-", stdin="{not json")
         assert result.exit_code == 2
         assert "not JSON" in result.stderr
-        assert redis_client.llen(QUEUE) == 0
+        assert redis_client.keys("*") == []
 
     def test_unreachable_redis_fails_loudly(self) -> None:
         port = free_port()
@@ -161,9 +161,12 @@ class TestBatch:
     def test_the_example_batch_file(self, redis_client: redis.Redis) -> None:
         result = run("enqueue", "batch", str(EXAMPLES / "batch.jsonl"), "--json")
         assert result.exit_code == 0, result.output
-        kinds = [job["kind"] for job in json.loads(result.stdout)]
-        assert kinds == ["invoice", "tracking-number", "tracking"]
-        assert [m["task"] for m in queued(redis_client)] == kinds
+        jobs = json.loads(result.stdout)
+        assert [job["kind"] for job in jobs] == ["invoice", "tracking-number", "tracking"]
+        # One order: only its first job is on the Celery queue; the others wait behind it.
+        assert [m["task"] for m in queued(redis_client)] == ["invoice"]
+        seqs = redis_client.hgetall("vr:{teststore:1172452900788-01}:seqs")
+        assert [seqs[str(n).encode()].decode() for n in (1, 2, 3)] == [j["jobId"] for j in jobs]
 
     def test_one_bad_line_among_good_ones_enqueues_nothing(
         self, redis_client: redis.Redis, tmp_path: Path
@@ -178,9 +181,9 @@ class TestBatch:
         assert "2 bad line(s)" in result.stderr
         assert "line 4: kind" in result.stderr
         assert "line 8: body.isDelivered" in result.stderr
-        assert redis_client.llen(QUEUE) == 0
+        assert redis_client.keys("*") == []
 
     def test_many_lines(self, redis_client: redis.Redis) -> None:
         result = run("enqueue", "batch", "-", stdin="\n".join(self.lines(20_000)))
         assert result.exit_code == 0
-        assert redis_client.llen(QUEUE) == 20_000
+        assert redis_client.llen(QUEUE) == 20_000  # 20,000 orders: each job is its order's head

@@ -5,6 +5,7 @@ token could leak to is searched. Each search first checks that it saw the jobs a
 the test cannot pass by looking at nothing.
 """
 
+import itertools
 import os
 import subprocess
 import sys
@@ -48,12 +49,15 @@ def flower(worker: Worker) -> Iterator[httpx.Client]:
 
     wait_for(up, timeout=30, what="Flower to answer")
 
+    warmups = itertools.count()
+
     # Flower answers before its event consumer is connected, and a job whose "received" event
     # it missed shows without arguments: enqueue warm-up jobs until one shows with its own.
     def shows_arguments() -> bool:
-        job = enqueue_tracking_number("o-warmup", "NF-0", {"trackingNumber": "T-0"})
+        order = f"o-warmup-{next(warmups)}"  # its own order: a failed job holds its order
+        job = enqueue_tracking_number(order, "NF-0", {"trackingNumber": "T-0"})
         try:
-            wait_for(lambda: "o-warmup" in client.get(f"/api/task/info/{job}").text, timeout=2)
+            wait_for(lambda: order in client.get(f"/api/task/info/{job}").text, timeout=2)
         except AssertionError:
             return False
         return True

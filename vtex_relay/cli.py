@@ -13,10 +13,18 @@ from typing import IO, Any, NoReturn
 
 import click
 
-from vtex_relay.errors import ConfigurationError, InvalidJob, QueueUnavailable
+from vtex_relay.errors import (
+    ConfigurationError,
+    FieldError,
+    InvalidJob,
+    InvoiceConflict,
+    QueueUnavailable,
+)
 from vtex_relay.jobs import Job
 from vtex_relay.models import Kind
-from vtex_relay.producer import build_job, enqueue_many, validate_batch
+from vtex_relay.operator_cli import dlq, order
+from vtex_relay.ordering import Enqueued
+from vtex_relay.producer import build_job, enqueue_many, invoice_conflicts, validate_batch
 from vtex_relay.sandbox.command import sandbox
 
 _MAX_REPORTED_LINES = 100
@@ -92,29 +100,36 @@ def enqueue_batch(file: IO[str], as_json: bool) -> None:
             bad.extend(f"  line {number}: {error}" for error in exc.errors)
 
     with _clean_errors(), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-        validate_batch(file, spool, on_error)
+        invoices = validate_batch(file, spool, on_error)
+        if not bad_count:
+            for number, reason in invoice_conflicts(invoices):
+                on_error(number, InvalidJob([FieldError("orderId", reason)]))
         if bad_count:
             more = bad_count - min(bad_count, _MAX_REPORTED_LINES)
             tail = [f"  ... and {more} more bad line(s)"] if more else []
             _fail(2, f"{bad_count} bad line(s) in {file.name}; nothing was enqueued:", *bad, *tail)
         spool.seek(0)
-        summaries: list[dict[str, Any]] = []
-
-        def jobs() -> Iterator[Job]:
-            for text in spool:
-                job = Job.model_validate_json(text)
-                if as_json:
-                    summaries.append(_summary(job))
-                yield job
-
-        ids = enqueue_many(jobs())
-    if as_json:
-        click.echo(json.dumps(summaries))
-    elif ids:
-        click.echo("\n".join(ids))
+        jobs = [Job.model_validate_json(text) for text in spool] if as_json else None
+        if jobs is None:
+            spool.seek(0)
+        results = enqueue_many(
+            jobs if jobs is not None else (Job.model_validate_json(t) for t in spool)
+        )
+    refused = [(i, r) for i, r in enumerate(results, start=1) if r.verdict == "conflict"]
+    if as_json and jobs is not None:
+        click.echo(json.dumps([_summary(job, r) for job, r in zip(jobs, results, strict=True)]))
+    else:
+        click.echo("\n".join(r.job_id for r in results if r.verdict != "conflict"))
+    if refused:
+        # Only a producer racing this one can cause this: the check above saw no conflict.
+        _fail(2, f"{len(refused)} invoice job(s) conflicted with another producer's and were "
+                 "not enqueued (all other jobs were):", *(f"  job {i}: order already has invoice "
+                 f"{r.invoice_number} (job {r.job_id})" for i, r in refused))  # fmt: skip
 
 
 cli.add_command(sandbox)
+cli.add_command(dlq)
+cli.add_command(order)
 
 
 def main() -> None:
@@ -136,17 +151,24 @@ def _enqueue_one(
         except json.JSONDecodeError as exc:
             _fail(2, f"{file.name}: the body is not JSON ({exc}); nothing was enqueued")
         job = build_job(kind, order_id, body, invoice_number=invoice_number, account=account)
-        enqueue_many([job])
-    click.echo(json.dumps(_summary(job)) if as_json else job.job_id)
+        [result] = enqueue_many([job])
+        if result.verdict == "conflict":
+            raise InvoiceConflict(job.account, job.order_id, result.job_id,
+                                  result.invoice_number or "?", result.state or "?")  # fmt: skip
+    if result.verdict == "duplicate":
+        click.echo(f"vtex-relay: the same invoice is already job {result.job_id}; "
+                   "not enqueued again", err=True)  # fmt: skip
+    click.echo(json.dumps(_summary(job, result)) if as_json else result.job_id)
 
 
-def _summary(job: Job) -> dict[str, Any]:
+def _summary(job: Job, result: Enqueued) -> dict[str, Any]:
     return {
-        "jobId": job.job_id,
+        "jobId": result.job_id,
         "kind": job.kind,
         "account": job.account,
         "orderId": job.order_id,
         "invoiceNumber": job.invoice_number,
+        "status": result.verdict,
     }
 
 
@@ -159,6 +181,8 @@ def _clean_errors() -> Iterator[None]:
         _fail(2, "invalid job; nothing was enqueued:", *(f"  {e}" for e in exc.errors))
     except ConfigurationError as exc:
         _fail(2, str(exc))
+    except InvoiceConflict as exc:
+        _fail(2, f"{exc}; nothing was enqueued")
     except QueueUnavailable as exc:
         _fail(1, str(exc))
 

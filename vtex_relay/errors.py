@@ -76,3 +76,26 @@ class PermanentError(OmsError):
 
 class QueueUnavailable(RelayError):
     """Redis could not be reached, so the job was not enqueued. Retry when Redis is back."""
+
+
+class InvoiceConflict(RelayError):
+    """The order already has a different invoice job (queued, running, delivered or dead).
+
+    VTEX keeps one invoice notification per order: a second POST would overwrite the first.
+    Nothing was enqueued.
+    """
+
+    def __init__(self, account: str, order_id: str, job_id: str, number: str, state: str) -> None:
+        self.job_id = job_id
+        self.invoice_number = number
+        self.state = state
+        super().__init__(
+            f"order {account}/{order_id} already has invoice {number} (job {job_id}, {state}); "
+            "VTEX keeps one invoice notification per order and a second POST would overwrite "
+            "it. Send tracking data for it as a tracking-number job (PATCH)"
+            + (
+                "; or discard the dead job first (vtex-relay dlq discard)"
+                if state == "dead"
+                else ""
+            )
+        )

@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any, Literal, NamedTuple
 
 import redis
-from redis.commands.core import AsyncScript, Script
+from redis.commands.core import Script
 
 from vtex_relay.jobs import Job
 from vtex_relay.messages import QUEUE
@@ -100,7 +100,9 @@ class Ordering:
         self._sweep = _script(client, "sweep")
         self._resolve = _script(client, "resolve")
 
-    def enqueue(self, jobs: Iterable[tuple[Job, str]], batch: int = 1000) -> Iterator[Enqueued]:
+    def enqueue(
+        self, jobs: Iterable[tuple[Job, str]], batch: int = 1000
+    ) -> Iterator[tuple[Job, Enqueued]]:
         """Append each (job, message) to its order, in order, a pipeline per *batch* jobs."""
         chunk: list[tuple[Job, str]] = []
         for item in jobs:
@@ -111,7 +113,7 @@ class Ordering:
         if chunk:
             yield from self._enqueue_chunk(chunk)
 
-    def _enqueue_chunk(self, chunk: Sequence[tuple[Job, str]]) -> list[Enqueued]:
+    def _enqueue_chunk(self, chunk: Sequence[tuple[Job, str]]) -> list[tuple[Job, Enqueued]]:
         pipe = self.client.pipeline(transaction=False)
         for job, message in chunk:
             ref = OrderRef.of(job)
@@ -122,7 +124,29 @@ class Ordering:
                       job.invoice_number or "", job.enqueued_at.isoformat()],
                 client=pipe,
             )  # fmt: skip
-        return [_enqueued(reply) for reply in pipe.execute()]
+        replies = pipe.execute()
+        return [(job, _enqueued(reply)) for (job, _), reply in zip(chunk, replies, strict=True)]
+
+    def invoices(self, refs: Sequence[OrderRef]) -> list[tuple[str, str, str, str] | None]:
+        """For each order, its invoice job as (job_id, digest, number, state), or None.
+
+        A discarded invoice job counts as none. Read-only: the enqueue script decides.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hmget(ref.key("order"), ["invoice_job", "invoice_digest", "invoice_number"])
+        rows = [[_text(v) if v is not None else None for v in row] for row in pipe.execute()]
+        for ref, (job_id, *_rest) in zip(refs, rows, strict=True):
+            pipe.hget(ref.job_key(job_id or "-"), "state")
+        states = pipe.execute()
+        found: list[tuple[str, str, str, str] | None] = []
+        for (job_id, digest, number), state in zip(rows, states, strict=True):
+            state_text = _text(state) if state is not None else "done"
+            if job_id is None or state_text == "discarded":
+                found.append(None)
+            else:
+                found.append((job_id, digest or "", number or "", state_text))
+        return found
 
     def claim(self, ref: OrderRef, job_id: str, token: str, lease_seconds: float) -> Claim:
         """Take the job for *token* with a lease, if it is ready (or its lease ran out)."""
@@ -161,7 +185,9 @@ class Ordering:
         retried, recovered = self._sweep(keys=[DELAYED, LEASES, self.queue], args=[limit])
         return int(retried), int(recovered)
 
-    def resolve(self, ref: OrderRef, job_id: str, action: Literal["replay", "discard"]) -> str | None:
+    def resolve(
+        self, ref: OrderRef, job_id: str, action: Literal["replay", "discard"]
+    ) -> str | None:
         """Replay or discard a dead job; None if done, else the job's actual state."""
         reply = self._resolve(
             keys=[ref.job_key(job_id), DEAD, DISCARDED, self.queue],
@@ -170,10 +196,10 @@ class Ordering:
         return None if _text(reply) == "ok" else _text(reply[1])
 
 
-def _script(client: "redis.Redis", name: str) -> Script | AsyncScript:
+def _script(client: "redis.Redis", name: str) -> Script:
     folder = resources.files("vtex_relay") / "lua"
     source = (folder / "common.lua").read_text() + (folder / f"{name}.lua").read_text()
-    return client.register_script(source)
+    return Script(client, source)
 
 
 def _text(value: Any) -> str:

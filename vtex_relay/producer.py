@@ -7,20 +7,19 @@ raises ``InvalidJob`` naming every bad field, with nothing enqueued. It returns 
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from celery import Celery
-from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from config import get_settings
-from vtex_relay.errors import FieldError, InvalidJob, QueueUnavailable
+from vtex_relay import connections
+from vtex_relay.errors import FieldError, InvalidJob, InvoiceConflict, QueueUnavailable
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.jobs import Job
+from vtex_relay.messages import QUEUE, build_message
 from vtex_relay.models import KINDS, validate_body
-
-# kombu flushes a batch's Redis writes in one pipeline round trip per this many messages.
-_PIPELINE_SIZE = 1000
+from vtex_relay.ordering import Enqueued, OrderRef, body_digest
 
 
 def enqueue_invoice(order_id: str, body: Mapping[str, Any], *, account: str | None = None) -> str:
@@ -105,39 +104,56 @@ def job_from_line(line: Mapping[str, Any]) -> Job:
 
 
 def enqueue(job: Job) -> str:
-    """Publish one validated job; return its id."""
-    return enqueue_many([job])[0]
+    """Enqueue one validated job; return its id (an identical invoice: the first one's id).
+
+    Raises ``InvoiceConflict`` for a different invoice on an order that has one.
+    """
+    [result] = enqueue_many([job])
+    if result.verdict == "conflict":
+        raise InvoiceConflict(
+            job.account,
+            job.order_id,
+            result.job_id,
+            result.invoice_number or "?",
+            result.state or "?",
+        )
+    return result.job_id
 
 
-def enqueue_many(jobs: Iterable[Job]) -> list[str]:
-    """Publish validated jobs in order, pipelining the Redis writes; return their ids."""
+def enqueue_many(jobs: Iterable[Job]) -> list[Enqueued]:
+    """Enqueue validated jobs in order, a Redis pipeline round trip per 1,000 jobs.
+
+    Each result says whether the job was enqueued, was a duplicate of an existing invoice
+    (with that job's id) or conflicts with one (nothing enqueued for that job).
+    """
     app = _celery()
-    ids: list[str] = []
+    messages = ((job, build_message(app, job, QUEUE)) for job in jobs)
+    results: list[Enqueued] = []
     try:
-        with app.producer_or_acquire() as producer, producer.batch(max_size=_PIPELINE_SIZE):
-            for job in jobs:
-                kwargs = job.message_kwargs()
-                app.send_task(
-                    job.kind,
-                    kwargs=kwargs,
-                    kwargsrepr=_summary_repr(kwargs),
-                    task_id=job.job_id,
-                    producer=producer,
-                )
-                ids.append(job.job_id)
-    except (OperationalError, RedisError, OSError) as exc:
-        raise QueueUnavailable(_unreachable(exc, len(ids))) from None
-    return ids
+        results.extend(result for _job, result in connections.ordering().enqueue(messages))
+    except RedisError as exc:
+        raise QueueUnavailable(_unreachable(exc, len(results))) from None
+    return results
+
+
+class BatchInvoice(NamedTuple):
+    """An invoice line of a batch, kept from validation for the conflict check."""
+
+    line: int
+    ref: OrderRef
+    digest: str
+    number: str
 
 
 def validate_batch(
     lines: Iterable[str], spool: IO[str], on_error: Callable[[int, InvalidJob], None]
-) -> int:
-    """Validate JSON lines, writing each good job to *spool*; report bad ones; return the count.
+) -> list[BatchInvoice]:
+    """Validate JSON lines, writing each good job to *spool* and reporting bad ones.
 
-    Blank lines are skipped. The caller enqueues only if no line was bad.
+    Blank lines are skipped. Returns the invoice lines, for ``invoice_conflicts``. The caller
+    enqueues only if no line was bad.
     """
-    count = 0
+    invoices: list[BatchInvoice] = []
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
@@ -153,17 +169,39 @@ def validate_batch(
         except InvalidJob as exc:
             on_error(number, exc)
             continue
+        if job.kind == "invoice":
+            ref = OrderRef.of(job)
+            invoices.append(
+                BatchInvoice(number, ref, body_digest(job.body), job.invoice_number or "")
+            )
         spool.write(job.model_dump_json())
         spool.write("\n")
-        count += 1
-    return count
+    return invoices
 
 
-def _summary_repr(kwargs: dict[str, Any]) -> str:
-    # What Flower shows as the task's arguments: the envelope without the body, which holds
-    # the customer's invoice data. Celery's default repr of the whole body is also the
-    # producer's single largest cost.
-    return json.dumps({k: v for k, v in kwargs.items() if k != "body"})
+def invoice_conflicts(invoices: list[BatchInvoice]) -> list[tuple[int, str]]:
+    """(line, reason) for each invoice line that the one-invoice rule would refuse.
+
+    A line conflicts with an invoice already enqueued for its order, or with an earlier line
+    of the batch for the same order, unless the bodies are identical (a duplicate).
+    """
+    first: dict[OrderRef, BatchInvoice] = {}
+    conflicts: list[tuple[int, str]] = []
+    for invoice in invoices:
+        earlier = first.setdefault(invoice.ref, invoice)
+        if earlier.digest != invoice.digest:
+            reason = f"a different invoice for this order is on line {earlier.line}"
+            conflicts.append((invoice.line, f"{reason} (one invoice per order)"))
+    try:
+        existing = connections.ordering().invoices(list(first))
+    except RedisError as exc:
+        raise QueueUnavailable(_unreachable(exc, 0)) from None
+    for invoice, found in zip(first.values(), existing, strict=True):
+        if found is not None and found[1] != invoice.digest:
+            job_id, _digest, number, state = found
+            reason = f"the order already has invoice {number} (job {job_id}, {state})"
+            conflicts.append((invoice.line, f"{reason}; one invoice per order"))
+    return sorted(conflicts)
 
 
 def _check(errors: list[FieldError], name: str, value: object, check: Callable[[str], str]) -> None:
@@ -190,6 +228,6 @@ def _unreachable(exc: BaseException, sent: int) -> str:
     if not sent:
         return f"cannot reach Redis at {url} ({exc}); nothing was enqueued"
     return (
-        f"cannot reach Redis at {url} ({exc}); of the {sent} job(s) published before the "
-        "failure, those in pipelines already flushed are enqueued, the rest are not"
+        f"cannot reach Redis at {url} ({exc}); the first {sent} job(s) were enqueued, the "
+        "rest were not"
     )

@@ -14,10 +14,11 @@ from vtex_relay.errors import ConfigurationError
 from vtex_relay.messages import QUEUE
 
 
-
 def create_app(settings: Settings) -> Celery:
     """Build the Celery app for *settings*; tasks are registered from ``tasks.delivery``."""
-    app = Celery("vtex_relay", broker=settings.redis_url, include=["tasks.delivery"])
+    app = Celery(
+        "vtex_relay", broker=settings.redis_url, include=["tasks.delivery", "vtex_relay.recovery"]
+    )
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -30,16 +31,22 @@ def create_app(settings: Settings) -> Celery:
         # in Flower from the moment a worker receives it.
         worker_send_task_events=True,
         task_send_sent_event=False,
-        # Ack after the call, not before: a worker that dies mid-call leaves the message to
-        # be redelivered instead of losing it. One message reserved per slot keeps the
-        # backlog in Redis rather than in a worker's memory.
+        # Delivery guarantees come from vtex_relay.ordering, not from Celery (docs/delivery.md).
+        # Celery's part: ack after the try, one message reserved per thread (the backlog
+        # stays in Redis, not in worker memory), no Celery retries or ETAs.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        # A producer with Redis down fails within seconds instead of hanging.
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        broker_transport_options={"socket_connect_timeout": 5},
+        broker_transport_options={
+            "socket_connect_timeout": 5,
+            # A message a worker took but never claimed (it died in between) is put back by
+            # kombu after this long; a claimed job is recovered by our own lease sweep. A
+            # restored duplicate of a job already running or done is dropped at its claim.
+            "visibility_timeout": settings.lease_seconds,
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+        },
     )
     return app
 

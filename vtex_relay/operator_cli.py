@@ -1,0 +1,238 @@
+"""Operator commands: ``vtex-relay dlq list|show|replay|discard`` and ``vtex-relay order``.
+
+``vtex_relay.cli`` attaches ``dlq`` and ``order`` to the ``vtex-relay`` group. Output goes to
+stdout (aligned text, or JSON with ``--json``); errors are one line on stderr, with exit code 2
+for an unknown job or order, a job that is not dead, or bad input or settings, and 1 when Redis
+cannot be reached. Times are UTC.
+"""
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import redis
+
+from config import get_settings
+from vtex_relay import dead_letters
+from vtex_relay.dead_letters import JobNotDead, JobRecord, UnknownJob, UnknownOrder
+from vtex_relay.errors import QueueUnavailable
+from vtex_relay.identifiers import check_account, check_order_id
+from vtex_relay.jobs import Attempt
+from vtex_relay.ordering import Ordering, OrderRef
+
+# A table cell longer than this is cut: the whole text is in `dlq show` and `--json`.
+_CELL_WIDTH = 80
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+@click.group()
+def dlq() -> None:
+    """Dead jobs: failed for good, each holding its order until replayed or discarded."""
+
+
+@dlq.command("list")
+@json_option
+def dlq_list(as_json: bool) -> None:
+    """List dead jobs, the one that died first first."""
+    with _operator_errors():
+        jobs = dead_letters.list_dead(_client())
+    if as_json:
+        click.echo(json.dumps([_job_json(job) for job in jobs]))
+    elif not jobs:
+        click.echo("no dead jobs")
+    else:
+        rows = [
+            [job.job_id, f"{job.account}/{job.order_id}", job.kind or "", str(job.tries),
+             _time(job.attempts[-1].at if job.attempts else None), _cut(job.last_error_line)]
+            for job in jobs
+        ]  # fmt: skip
+        click.echo(_table(["JOB ID", "ORDER", "KIND", "TRIES", "DIED AT", "LAST ERROR"], rows))
+
+
+@dlq.command("show")
+@click.argument("job_id")
+@json_option
+def dlq_show(job_id: str, as_json: bool) -> None:
+    """Show a dead or discarded job: its order, body and every attempt."""
+    with _operator_errors():
+        job = dead_letters.show(_client(), job_id)
+    if as_json:
+        click.echo(json.dumps(_job_json(job, body=True, attempts=True)))
+    else:
+        click.echo(_job_block(job))
+
+
+@dlq.command("replay")
+@click.argument("job_id")
+def dlq_replay(job_id: str) -> None:
+    """Run a dead job again, at its place in its order, with a fresh count of tries."""
+    with _operator_errors(written=job_id):
+        client = _client()
+        ref = dead_letters.replay(Ordering(client), client, job_id)
+    click.echo(f"replayed job {job_id}: order {_name(ref)} is active again")
+
+
+@dlq.command("discard")
+@click.argument("job_id")
+def dlq_discard(job_id: str) -> None:
+    """Give up on a dead job (its record stays) and release its order's next job."""
+    with _operator_errors(written=job_id):
+        client = _client()
+        ref = dead_letters.discard(Ordering(client), client, job_id)
+        status = dead_letters.order_status(client, ref)
+    if status.state == "idle":
+        after = "the order has no other job and is idle"
+    else:
+        head = next((job for job in status.jobs if job.seq == status.head), None)
+        after = f"released the order's next job (seq {status.head}, {head.job_id if head else '?'})"
+    click.echo(f"discarded job {job_id} of order {_name(ref)}; {after}")
+
+
+@click.command("order")
+@click.argument("order_id")
+@click.option("--account", help="VTEX account (default: VTEX_ACCOUNT).")
+@json_option
+def order(order_id: str, account: str | None, as_json: bool) -> None:
+    """Show an order's state and its jobs in sequence (jobs behind a dead one are "held")."""
+    with _operator_errors():
+        ref = _order_ref(order_id, account)
+        status = dead_letters.order_status(_client(), ref)
+    if as_json:
+        click.echo(json.dumps({
+            "account": ref.account, "orderId": ref.order_id, "state": status.state,
+            "head": status.head or None, "jobs": [_job_json(j, attempts=True) for j in status.jobs],
+        }))  # fmt: skip
+        return
+    head = f" at seq {status.head}" if status.head else ""
+    lines = [f"order {_name(ref)}: {status.state}{head}", ""]
+    rows = [
+        [str(job.seq or ""), job.job_id, job.kind or "", job.state, str(job.tries),
+         _time(job.due_at), _cut(job.last_error_line)]
+        for job in status.jobs
+    ]  # fmt: skip
+    lines.append(_table(["SEQ", "JOB ID", "KIND", "STATE", "TRIES", "DUE AT", "LAST ERROR"], rows))
+    lines += [f"\njob {j.job_id} is dead: see `vtex-relay dlq show {j.job_id}`"
+              for j in status.jobs if j.state == "dead"]  # fmt: skip
+    click.echo("\n".join(lines))
+
+
+@contextmanager
+def _operator_errors(written: str | None = None) -> Iterator[None]:
+    """Exit with one clear line: 2 for an unknown or not-dead job, 1 for Redis unreachable.
+
+    *written* names the job a command changes: if Redis goes away mid-call, it may or may not
+    have been changed, and the message says how to find out.
+    """
+    # vtex_relay.cli imports this module to attach its commands: import its helpers on use.
+    from vtex_relay.cli import _clean_errors, _fail
+
+    with _clean_errors():
+        try:
+            yield
+        except (UnknownJob, JobNotDead, UnknownOrder) as exc:
+            _fail(2, str(exc))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            from kombu.utils.url import maybe_sanitize_url
+
+            url = maybe_sanitize_url(get_settings().redis_url)
+            check = f"; check `vtex-relay dlq show {written}` to see if it was" if written else ""
+            raise QueueUnavailable(f"cannot reach Redis at {url} ({exc}){check}") from None
+
+
+def _client() -> "redis.Redis":
+    # Short time-outs: an operator should hear that Redis is down, not wait for it.
+    return redis.Redis.from_url(
+        get_settings().redis_url, socket_connect_timeout=5, socket_timeout=10
+    )
+
+
+def _order_ref(order_id: str, account: str | None) -> OrderRef:
+    from vtex_relay.cli import _fail
+
+    account = account or get_settings().vtex_account
+    if account is None:
+        _fail(2, "no account: give --account or set VTEX_ACCOUNT")
+    for what, value, check in (("account", account, check_account),
+                               ("order id", order_id, check_order_id)):  # fmt: skip
+        try:
+            check(value)
+        except ValueError as exc:
+            _fail(2, f"invalid {what} {value!r}: {exc}")
+    return OrderRef(account, order_id)
+
+
+def _job_json(job: JobRecord, *, body: bool = False, attempts: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "jobId": job.job_id, "account": job.account, "orderId": job.order_id, "kind": job.kind,
+        "seq": job.seq, "state": job.state, "invoiceNumber": job.invoice_number,
+        "tries": job.tries, "dueAt": _iso(job.due_at), "enqueuedAt": _iso(job.enqueued_at),
+        "lastError": _attempt_json(job.last_error, brief=True) if job.last_error else None,
+    }  # fmt: skip
+    if body:
+        data["body"] = job.body
+    if attempts:
+        data["attempts"] = [_attempt_json(attempt) for attempt in job.attempts]
+    return data
+
+
+def _attempt_json(attempt: Attempt, *, brief: bool = False) -> dict[str, Any]:
+    data = {"at": _iso(attempt.at), "outcome": attempt.outcome, "status": attempt.status,
+            "message": attempt.message}  # fmt: skip
+    if brief:
+        return data
+    return {**data, "maybeApplied": attempt.maybe_applied, "worker": attempt.worker}
+
+
+def _job_block(job: JobRecord) -> str:
+    where = _name(OrderRef(job.account, job.order_id)) + (f" (seq {job.seq})" if job.seq else "")
+    facts = [
+        ("job", job.job_id), ("state", job.state), ("order", where),
+        ("kind", job.kind or ""), ("invoice", job.invoice_number or ""), ("tries", str(job.tries)),
+        ("enqueued", _time(job.enqueued_at)), ("last error", job.last_error_line),
+    ]  # fmt: skip
+    lines = [f"{name + ':':<11} {value}" for name, value in facts if value]
+    lines += ["body:", *_indent(json.dumps(job.body, indent=2, ensure_ascii=False))]
+    lines.append(f"attempts ({len(job.attempts)}):")
+    rows = [
+        [str(n), _time(a.at), a.outcome, str(a.status or ""), a.worker,
+         ("maybe applied; " if a.maybe_applied else "") + " ".join(a.message.split())]
+        for n, a in enumerate(job.attempts, start=1)
+    ]  # fmt: skip
+    if rows:
+        lines += _indent(_table(["#", "AT", "OUTCOME", "STATUS", "WORKER", "MESSAGE"], rows))
+    if job.state == "dead":
+        lines += [f"to replay:  vtex-relay dlq replay {job.job_id}",
+                  f"to discard: vtex-relay dlq discard {job.job_id}"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, two spaces apart; no trailing spaces."""
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in [headers, *rows]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _indent(text: str) -> list[str]:
+    return ["  " + line for line in text.splitlines()]
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _CELL_WIDTH else text[: _CELL_WIDTH - 1] + "…"
+
+
+def _name(ref: OrderRef) -> str:
+    return f"{ref.account}/{ref.order_id}"
+
+
+def _time(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else ""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
