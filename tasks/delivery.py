@@ -66,15 +66,15 @@ def deliver(job: Job) -> Receipt:
     return client.put_tracking(job.account, job.order_id, job.invoice_number, job.body)
 
 
-def run_job(job: Job) -> None:
-    """Claim *job*, try it once, record the outcome (see the module docstring)."""
+def run_job(job: Job) -> str:
+    """Claim *job*, try it once, record the outcome; return it in a line (Flower's result)."""
     settings = get_settings()
     ref = OrderRef.of(job)
     token = f"{_HOST}:{uuid.uuid4().hex}"
     claim = ordering().claim(ref, job.job_id, token, settings.lease_seconds)
     if claim.verdict != "run":
         log.info("%s: message dropped, the job is not ready (%s)", job.describe(), claim.verdict)
-        return
+        return f"not run: the job is not ready ({claim.verdict} message)"
     attempt, outcome, delay = _try(job, claim, settings)
     kept = ordering().finish(
         ref,
@@ -89,6 +89,12 @@ def run_job(job: Job) -> None:
     if not kept:
         log.warning("%s: lease ran out during the call; another worker took the job over",
                     job.describe())  # fmt: skip
+        return "outcome not recorded: the lease ran out and another worker took the job over"
+    if outcome == "done":
+        return attempt.outcome
+    status = f"HTTP {attempt.status}: " if attempt.status is not None else ""
+    head = f"retry in {delay:.1f}s" if outcome == "retry" else "dead"
+    return f"{head}: {status}{attempt.message}"[:300]
 
 
 def _try(job: Job, claim: Claim, settings: Settings) -> tuple[Attempt, Outcome, float]:
@@ -123,23 +129,23 @@ def _failed(now: datetime, outcome: Any, exc: OmsError, *, maybe_applied: bool =
                    maybe_applied=maybe_applied, worker=_HOST)  # fmt: skip
 
 
-def _run(kind: Kind, message: dict[str, Any]) -> None:
-    run_job(Job.model_validate({**message, "kind": kind}))
+def _run(kind: Kind, message: dict[str, Any]) -> str:
+    return run_job(Job.model_validate({**message, "kind": kind}))
 
 
 @app.task(name="invoice")
-def invoice(**message: Any) -> None:
+def invoice(**message: Any) -> str:
     """POST the invoice of one order."""
-    _run("invoice", message)
+    return _run("invoice", message)
 
 
 @app.task(name="tracking-number")
-def tracking_number(**message: Any) -> None:
+def tracking_number(**message: Any) -> str:
     """PATCH an invoice with its tracking number, courier and dispatch date."""
-    _run("tracking-number", message)
+    return _run("tracking-number", message)
 
 
 @app.task(name="tracking")
-def tracking(**message: Any) -> None:
+def tracking(**message: Any) -> str:
     """PUT tracking events of an invoice (sent many times, until delivered)."""
-    _run("tracking", message)
+    return _run("tracking", message)

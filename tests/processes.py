@@ -21,6 +21,11 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def text(value: object) -> str:
+    """A Redis reply as text (redis-py types replies as ``bytes | str``)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now (never Redis's shared 6379)."""
     with socket.socket() as sock:

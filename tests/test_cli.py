@@ -14,7 +14,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from tests.processes import ROOT, free_port
+from tests.processes import ROOT, free_port, text
 from vtex_relay.cli import cli
 from vtex_relay.messages import QUEUE
 
@@ -166,7 +166,7 @@ class TestBatch:
         # One order: only its first job is on the Celery queue; the others wait behind it.
         assert [m["task"] for m in queued(redis_client)] == ["invoice"]
         seqs = redis_client.hgetall("vr:{teststore:1172452900788-01}:seqs")
-        assert [seqs[str(n).encode()].decode() for n in (1, 2, 3)] == [j["jobId"] for j in jobs]
+        assert [text(seqs[str(n).encode()]) for n in (1, 2, 3)] == [j["jobId"] for j in jobs]
 
     def test_one_bad_line_among_good_ones_enqueues_nothing(
         self, redis_client: redis.Redis, tmp_path: Path

@@ -8,6 +8,7 @@ jobs, and resumes in order after a replay or a discard.
 import json
 import signal
 import time
+from functools import partial
 from typing import Any
 
 import httpx
@@ -83,7 +84,7 @@ def test_retries_keep_each_order_in_order(sandbox: SandboxControl, worker: Worke
     for order in orders:
         enqueue_order(order)
     for order in orders:
-        requests = sandbox.wait_for(lambda s, o=order: completed(s, o), timeout=60)
+        requests = sandbox.wait_for(partial(completed, order=order), timeout=60)
         assert_in_order(requests, order)
     refused = [r for o in orders for r in sandbox.requests(order_id=o) if r.status in (429, 503)]
     assert refused, "the sandbox injected no fault: the test proved nothing"

@@ -10,6 +10,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
+from tests.processes import text
 from vtex_relay import enqueue_invoice, enqueue_tracking_number
 from vtex_relay.cli import cli
 from vtex_relay.errors import InvoiceConflict
@@ -32,7 +33,7 @@ def run(*args: str, stdin: str | None = None) -> Result:
 
 def jobs_of(client: redis.Redis, order: str = ORDER) -> list[str]:
     seqs = client.hgetall(f"vr:{{teststore:{order}}}:seqs")
-    return [seqs[key].decode() for key in sorted(seqs, key=int)]
+    return [text(seqs[key]) for key in sorted(seqs, key=int)]
 
 
 class TestPythonApi:

@@ -55,6 +55,7 @@ def make_settings(**overrides: Any) -> Settings:
         "vtex_app_token": TOKEN,
         "vtex_base_url": "http://127.0.0.1:8765/{account}",
         "vtex_timeout": 3.0,
+        "lease_seconds": 60,  # the test environment's short lease is for 2-second calls
         **overrides,
     }
     return Settings(**values)

@@ -98,6 +98,8 @@ class OrderModel:
     invoice_number: str | None = None
 
 
+OUTCOMES = st.sampled_from(("done", "done", "retry", "dead"))
+ACTIONS = st.sampled_from(("replay", "discard"))
 job_specs = st.tuples(
     st.sampled_from(ACCOUNTS),
     st.sampled_from(ORDER_IDS),
@@ -159,7 +161,8 @@ class OrderingMachine(RuleBasedStateMachine):
         job.state, job.token, job.lease_live = "running", token, live
         return Claim("run", job.seq, job.tries, job.uncertain)
 
-    def claim(self, job: JobModel, live: bool) -> None:
+    def claim(self, job: JobModel, live: bool) -> str | None:
+        """Claim *job* as a new worker; the worker's token if it may run the job."""
         token = f"worker-{next(self.counter)}"
         actual = self.ordering.claim(
             job.ref, job.job_id, token, LIVE_LEASE if live else EXPIRED_LEASE
@@ -167,12 +170,48 @@ class OrderingMachine(RuleBasedStateMachine):
         expected = self.expect_claim(job, token, live)
         assert actual == expected, (job, actual, expected)
         event(f"claim: {actual.verdict}{' (uncertain)' if actual.uncertain else ''}")
-        if actual.verdict == "run":
-            self.tokens.append((job.job_id, token))
+        if actual.verdict != "run":
+            return None
+        self.tokens.append((job.job_id, token))
+        return token
+
+    def pop(self) -> JobModel:
+        """Take the oldest message (Celery BRPOPs the queue): the job it names."""
+        raw = self.client.rpop(QUEUE)
+        assert isinstance(raw, bytes | str)
+        tag = delivery_tag(raw)
+        assert self.queue[tag] > 0, f"message {tag} was not expected in the queue"
+        self.queue[tag] -= 1
+        self.queue += Counter()  # drop zero counts
+        return self.jobs[tag.rpartition(".")[0]]
+
+    def finish_job(
+        self, job: JobModel, token: str, outcome: Outcome, due: bool, uncertain: bool
+    ) -> None:
+        attempt = json.dumps({"n": next(self.counter), "token": token})
+        actual = self.ordering.finish(
+            job.ref, job.job_id, token, outcome, attempt, delay=0.0 if due else LONG_DELAY,
+            uncertain=uncertain, retention_seconds=RETENTION,
+        )  # fmt: skip
+        job.attempts += 1  # recorded even when the lease was lost
+        expected = job.state == "running" and job.token == token
+        assert actual == expected, (job, token, actual)
+        event(f"finish: {outcome if actual else 'lost'}")
+        if not expected:
+            return
+        job.token, job.lease_live = None, False
+        job.uncertain = job.uncertain or uncertain
+        if outcome == "retry":
+            job.state, job.retry_due = "retrying", due
+        elif outcome == "dead":
+            job.state = "dead"
+        else:
+            job.state = "done"
+            self.advance(self.order_of(job))
 
     # -- rules ----------------------------------------------------------------------------
 
-    @rule(batch=st.lists(job_specs, min_size=1, max_size=4))
+    @rule(batch=st.lists(job_specs, min_size=1, max_size=3))
     def enqueue(self, batch: list[tuple[str, str, Kind, int]]) -> None:
         items: list[tuple[Job, str]] = []
         for account, order_id, kind, body_index in batch:
@@ -183,7 +222,7 @@ class OrderingMachine(RuleBasedStateMachine):
             job = Job(job_id=job_id, kind=kind, account=account, order_id=order_id,
                       invoice_number=number, body=body)  # fmt: skip
             items.append((job, build_message(APP, job, QUEUE)))
-        results = list(self.ordering.enqueue(items, batch=3))  # 2 pipelines for 4 jobs
+        results = list(self.ordering.enqueue(items, batch=3))  # 2 pipelines for 3 jobs
         assert [job for job, _ in results] == [job for job, _ in items]
         for (job, actual), (_, _, _, body_index) in zip(results, batch, strict=True):
             assert actual == self.expect_enqueue(job, body_index), (job, actual)
@@ -210,16 +249,19 @@ class OrderingMachine(RuleBasedStateMachine):
         return Enqueued("enqueued", job.job_id)
 
     @precondition(lambda self: bool(self.queue))
+    @rule(outcome=OUTCOMES, due=st.booleans(), uncertain=st.booleans())
+    def work(self, outcome: Outcome, due: bool, uncertain: bool) -> None:
+        """A worker's whole run: take a message, claim its job, try it, record the outcome."""
+        job = self.pop()
+        token = self.claim(job, live=True)
+        if token is not None:
+            self.finish_job(job, token, outcome, due, uncertain)
+
+    @precondition(lambda self: bool(self.queue))
     @rule(live=st.booleans())
     def consume(self, live: bool) -> None:
-        """A worker takes the oldest message (Celery BRPOPs) and claims the job it names."""
-        raw = self.client.rpop(QUEUE)
-        assert raw is not None
-        tag = delivery_tag(raw)
-        assert self.queue[tag] > 0, f"message {tag} was not expected in the queue"
-        self.queue[tag] -= 1
-        self.queue += Counter()  # drop zero counts
-        self.claim(self.jobs[tag.rpartition(".")[0]], live)
+        """A worker takes a message and claims its job, and has not finished (yet)."""
+        self.claim(self.pop(), live)
 
     @precondition(lambda self: bool(self.jobs))
     @rule(data=st.data(), live=st.booleans())
@@ -232,37 +274,18 @@ class OrderingMachine(RuleBasedStateMachine):
     @rule(
         data=st.data(),
         holder=st.booleans(),
-        outcome=st.sampled_from(("done", "done", "retry", "dead")),
+        outcome=OUTCOMES,
         due=st.booleans(),
         uncertain=st.booleans(),
     )
     def finish(
         self, data: st.DataObject, holder: bool, outcome: Outcome, due: bool, uncertain: bool
     ) -> None:
+        """A worker that claimed earlier finishes: the holder, or one whose lease was lost."""
         holders = [(j, t) for j, t in self.tokens if self.jobs[j].token == t]
         pool = holders if holder and holders else self.tokens
         job_id, token = data.draw(st.sampled_from(pool), label="claim")
-        job = self.jobs[job_id]
-        attempt = json.dumps({"n": next(self.counter), "token": token})
-        actual = self.ordering.finish(
-            job.ref, job_id, token, outcome, attempt, delay=0.0 if due else LONG_DELAY,
-            uncertain=uncertain, retention_seconds=RETENTION,
-        )  # fmt: skip
-        job.attempts += 1  # recorded even when the lease was lost
-        expected = job.state == "running" and job.token == token
-        assert actual == expected, (job, token, actual)
-        event(f"finish: {outcome if actual else 'lost'}")
-        if not expected:
-            return
-        job.token, job.lease_live = None, False
-        job.uncertain = job.uncertain or uncertain
-        if outcome == "retry":
-            job.state, job.retry_due = "retrying", due
-        elif outcome == "dead":
-            job.state = "dead"
-        else:
-            job.state = "done"
-            self.advance(self.order_of(job))
+        self.finish_job(self.jobs[job_id], token, outcome, due, uncertain)
 
     @rule()
     def sweep(self) -> None:
@@ -278,14 +301,19 @@ class OrderingMachine(RuleBasedStateMachine):
         assert self.ordering.sweep() == (retried, recovered)
         event(f"sweep: retried {min(retried, 2)}+, recovered {min(recovered, 2)}+")
 
+    @precondition(lambda self: any(job.state == "dead" for job in self.jobs.values()))
+    @rule(data=st.data(), action=ACTIONS)
+    def resolve_dead(self, data: st.DataObject, action: Literal["replay", "discard"]) -> None:
+        dead = [job_id for job_id, job in self.jobs.items() if job.state == "dead"]
+        self.resolve(self.jobs[data.draw(st.sampled_from(dead), label="job")], action)
+
     @precondition(lambda self: bool(self.jobs))
-    @rule(data=st.data(), dead=st.booleans(), action=st.sampled_from(("replay", "discard")))
-    def resolve(
-        self, data: st.DataObject, dead: bool, action: Literal["replay", "discard"]
-    ) -> None:
-        dead_jobs = [j for j, m in self.jobs.items() if m.state == "dead"]
-        pool = dead_jobs if dead and dead_jobs else list(self.jobs)
-        job = self.jobs[data.draw(st.sampled_from(pool), label="job")]
+    @rule(data=st.data(), action=ACTIONS)
+    def resolve_any(self, data: st.DataObject, action: Literal["replay", "discard"]) -> None:
+        """An operator acting on a job that may not be dead: refused, unless it is."""
+        self.resolve(self.jobs[data.draw(st.sampled_from(list(self.jobs)), label="job")], action)
+
+    def resolve(self, job: JobModel, action: Literal["replay", "discard"]) -> None:
         expected = None if job.state == "dead" else job.state
         assert self.ordering.resolve(job.ref, job.job_id, action) == expected, job
         event(f"resolve: {action if expected is None else 'refused'}")
@@ -413,11 +441,15 @@ def _texts(mapping: Any) -> dict[str, str]:
 
 
 def test_ordering_scripts_follow_the_model(redis_client: "redis.Redis") -> None:
+    class Machine(OrderingMachine):  # a class, as run_state_machine_as_test is typed
+        def __init__(self) -> None:
+            super().__init__(redis_client)
+
     run_state_machine_as_test(
-        lambda: OrderingMachine(redis_client),
+        Machine,
         settings=settings(
-            max_examples=150,
-            stateful_step_count=40,
+            max_examples=200,
+            stateful_step_count=50,
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),

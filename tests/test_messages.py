@@ -1,0 +1,44 @@
+"""Our pre-built task messages against what kombu itself writes for the same task.
+
+vtex-relay builds messages ahead of time so that a Redis script can push them (see
+vtex_relay/messages.py). If a kombu or Celery upgrade changes the format, this fails.
+"""
+
+import json
+
+import redis
+
+from tests.processes import text
+from vtex_relay.jobs import Job
+from vtex_relay.messages import DELIVERY_TAG_PLACEHOLDER, QUEUE, build_message, read_message
+from worker.app import app
+
+JOB = Job(kind="tracking", account="teststore", order_id="o-1", invoice_number="NF-1",
+          body={"isDelivered": False, "deliveredDate": None, "events": []})  # fmt: skip
+
+
+def test_the_message_has_kombu_s_shape(redis_client: redis.Redis) -> None:
+    ours = json.loads(build_message(app, JOB, QUEUE))
+    app.send_task(JOB.kind, kwargs=JOB.message_kwargs(), task_id=JOB.job_id, queue=QUEUE)
+    theirs = json.loads(text(redis_client.rpop(QUEUE)))
+
+    assert ours.keys() == theirs.keys()
+    assert ours["headers"].keys() == theirs["headers"].keys()
+    assert ours["properties"].keys() - {"kwargsrepr"} == theirs["properties"].keys() - {
+        "kwargsrepr"
+    }
+    for field in ("content-type", "content-encoding"):
+        assert ours[field] == theirs[field]
+    for field in ("task", "id", "root_id", "lang", "retries", "eta"):
+        assert ours["headers"][field] == theirs["headers"][field]
+    for field in ("delivery_info", "body_encoding", "delivery_mode", "priority", "correlation_id"):
+        assert ours["properties"][field] == theirs["properties"][field]
+    assert ours["properties"]["delivery_tag"] == DELIVERY_TAG_PLACEHOLDER
+    assert read_message(json.dumps(ours)) == read_message(json.dumps(theirs))
+
+
+def test_flower_sees_the_envelope_without_the_body() -> None:
+    headers = json.loads(build_message(app, JOB, QUEUE))["headers"]
+    shown = json.loads(headers["kwargsrepr"])
+    assert shown["order_id"] == "o-1"
+    assert "body" not in shown
