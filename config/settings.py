@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     Field,
     SecretStr,
     ValidationError,
@@ -24,6 +25,13 @@ from vtex_relay.identifiers import check_account
 DEFAULT_BASE_URL = "https://{account}.{environment}.com.br"
 
 Account = Annotated[str, AfterValidator(check_account)]
+
+
+class AccountRate(BaseModel):
+    """One account's own limit, overriding VTEX_RATE_LIMIT / VTEX_RATE_BURST."""
+
+    rate: float = Field(ge=0)
+    burst: float = Field(default=0.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -42,8 +50,11 @@ class Settings(BaseSettings):
     retry_backoff_base: float = Field(default=1.0, gt=0)
     retry_backoff_max: float = Field(default=300.0, gt=0)
     lease_seconds: float = Field(default=45.0, ge=1)
-    sweep_interval: float = Field(default=1.0, gt=0, le=60)
+    sweep_interval: float = Field(default=0.25, gt=0, le=60)
     job_retention_days: float = Field(default=30.0, gt=0)
+    vtex_rate_limit: float = Field(default=100.0, ge=0)
+    vtex_rate_burst: float = Field(default=10.0, ge=0)
+    vtex_account_rates: dict[Account, AccountRate] = {}
 
     @field_validator("redis_url")
     @classmethod
@@ -79,6 +90,11 @@ class Settings(BaseSettings):
         """The URL that ``/api/oms/...`` is appended to, for *account* (already validated)."""
         template = self.vtex_base_url or DEFAULT_BASE_URL
         return template.format(account=account, environment=self.vtex_environment)
+
+    def rate_for(self, account: str) -> AccountRate:
+        """The rate limit (requests per second; 0: none) and burst of *account*'s calls."""
+        own = self.vtex_account_rates.get(account)
+        return own or AccountRate(rate=self.vtex_rate_limit, burst=self.vtex_rate_burst)
 
     def require_credentials(self) -> tuple[str, SecretStr]:
         """The app key and token; a worker calls this at start-up."""

@@ -15,6 +15,7 @@ for an operator). The task itself always returns normally, so Celery acknowledge
 
 import socket
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -71,10 +72,18 @@ def run_job(job: Job) -> str:
     settings = get_settings()
     ref = OrderRef.of(job)
     token = f"{_HOST}:{uuid.uuid4().hex}"
-    claim = ordering().claim(ref, job.job_id, token, settings.lease_seconds)
+    limit = settings.rate_for(job.account)
+    claim = ordering().claim(
+        ref, job.job_id, token, settings.lease_seconds, limit.rate, limit.burst
+    )
+    if claim.verdict == "wait":
+        log.debug("%s: waiting %.2fs for the account's rate limit", job.describe(), claim.wait)
+        return f"waiting {claim.wait:.2f}s for the account's rate limit or 429 pause"
     if claim.verdict != "run":
         log.info("%s: message dropped, the job is not ready (%s)", job.describe(), claim.verdict)
         return f"not run: the job is not ready ({claim.verdict} message)"
+    if claim.hold > 0:
+        time.sleep(claim.hold)  # up to a second, to go out at the job's rate-limit slot
     attempt, outcome, delay = _try(job, claim, settings)
     kept = ordering().finish(
         ref,
@@ -85,6 +94,8 @@ def run_job(job: Job) -> str:
         delay=delay,
         uncertain=attempt.maybe_applied,
         retention_seconds=int(settings.job_retention_days * 86400),
+        # A 429 is about the account, not this job: every worker holds back its jobs.
+        pause_account=max(delay, attempt.retry_after or 0.0) if attempt.status == 429 else 0.0,
     )
     if not kept:
         log.warning("%s: lease ran out during the call; another worker took the job over",
@@ -106,6 +117,7 @@ def _try(job: Job, claim: Claim, settings: Settings) -> tuple[Attempt, Outcome, 
         receipt = deliver(job)
     except RetryableError as exc:
         attempt = _failed(now, "retryable", exc, maybe_applied=exc.maybe_applied)
+        attempt = attempt.model_copy(update={"retry_after": exc.retry_after})
         if claim.tries >= settings.retry_max_attempts:
             log.error("%s: dead after %d tries: %s", job.describe(), claim.tries, exc)
             return attempt, "dead", 0.0

@@ -33,6 +33,7 @@ os.environ.update(
     RETRY_BACKOFF_MAX="0.5",
     LEASE_SECONDS="11",
     SWEEP_INTERVAL="0.2",
+    VTEX_RATE_LIMIT="0",  # no limit, except in the tests of the limit
 )
 
 from vtex_relay.sandbox import SandboxControl  # noqa: E402 - after the settings are set

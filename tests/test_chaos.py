@@ -417,7 +417,10 @@ def check_order(
 
 
 def check_redis(client: redis.Redis, order: PlannedOrder, findings: Findings) -> Counter[str]:
-    """Every job done and the order idle; returns the order's attempts by outcome."""
+    """Every job done and the order idle; returns the order's attempts by outcome.
+
+    ``killed`` counts the tries (claims) that never recorded an outcome: their worker died.
+    """
     status = order_status(client, order.ref)
     if (status.state, status.head) != ("idle", 0):
         findings.violations.append(f"{order.order_id}: order {status.state} head {status.head}")
@@ -429,6 +432,8 @@ def check_redis(client: redis.Redis, order: PlannedOrder, findings: Findings) ->
         if job.state != "done":
             findings.violations.append(f"{order.order_id}: {job.kind} job {job.job_id} {job.state}")
         outcomes.update(attempt.outcome for attempt in job.attempts)
+        # A claim whose worker died before recording an outcome: a try cut by a kill.
+        outcomes["killed"] += max(0, job.tries - len(job.attempts))
     return outcomes
 
 
@@ -454,6 +459,7 @@ def scenario(
     client: redis.Redis,
     orders_count: int,
     kill_gap: tuple[float, float] | None,
+    latency_ms: float = 0.0,
     deadline: float,
 ) -> None:
     seed = seed_for(test)
@@ -468,6 +474,7 @@ def scenario(
         rate_apply_drop=0.05,
         rate_apply_stall=0.03,
         stall_seconds=3,  # above VTEX_TIMEOUT=2: the worker gives up first
+        latency_ms=latency_ms,  # applied before the write: more calls in flight at a kill
     )
     env = {**os.environ, "RETRY_MAX_ATTEMPTS": "30"}
     fleet = Fleet(env)
@@ -491,7 +498,7 @@ def scenario(
     elapsed = time.monotonic() - started
 
     sandbox.set_faults(rate_5xx=0, rate_429=0, rate_timeout=0, rate_apply_drop=0,
-                       rate_apply_stall=0)  # fmt: skip
+                       rate_apply_stall=0, latency_ms=0)  # fmt: skip
     every_request = sandbox.requests()
     by_order: dict[str | None, list[RecordedRequest]] = {}
     for request in every_request:
@@ -518,7 +525,7 @@ def scenario(
         f"requests={len(every_request)} "
         f"(GET={sum(r.method == 'GET' for r in every_request)}) "
         f"faults={{{', '.join(f'{k}: {faults[k]}' for k in FAULT_KINDS)}}} "
-        f"kills={chaos.kills if chaos else 0} "
+        f"kills={chaos.kills if chaos else 0} tries-cut-by-kills={outcomes['killed']} "
         f"lease-recoveries={recovered(logs)} "
         f"retries={outcomes['retryable']} "
         f"reconciliations={reconciled_logged} (attempts: {outcomes['reconciled']}) "
@@ -554,7 +561,8 @@ def test_randomised_orders_while_workers_are_killed(
         test="kills",
         sandbox=sandbox,
         client=redis_client,
-        orders_count=150,
-        kill_gap=(1.0, 3.0),
+        orders_count=200,
+        kill_gap=(0.3, 1.0),
+        latency_ms=100,
         deadline=240,
     )

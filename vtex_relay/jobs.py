@@ -29,6 +29,7 @@ class Attempt(BaseModel):
     status: int | None = None
     message: str = ""
     maybe_applied: bool = False
+    retry_after: float | None = None
     worker: str = ""
 
 

@@ -56,6 +56,10 @@ class OrderRef:
     def job_key(self, job_id: str) -> str:
         return self.key(f"job:{job_id}")
 
+    def account_key(self, name: str) -> str:
+        """A key of the order's account: its rate-limit bucket, its 429 pause."""
+        return f"vr:account:{self.account}:{name}"
+
     def member(self, job_id: str) -> str:
         """How a job is named in the global sorted sets (delayed retries, leases)."""
         return f"{self.tag} {job_id}"
@@ -71,12 +75,19 @@ class Enqueued(NamedTuple):
 
 
 class Claim(NamedTuple):
-    """``run``: this worker holds the job (``uncertain``: an earlier try may have landed)."""
+    """``run``: this worker holds the job (``uncertain``: an earlier try may have landed).
 
-    verdict: Literal["run", "busy", "stale"]
+    ``hold``: seconds to wait before the call, for the job's rate-limit slot (at most one).
+    ``wait``: the account's rate limit or a 429 pause said not yet; the job waits in Redis
+    ``wait`` seconds (no try counted). ``busy``/``stale``: a duplicate message, to drop.
+    """
+
+    verdict: Literal["run", "wait", "busy", "stale"]
     seq: int = 0
     tries: int = 0
     uncertain: bool = False
+    wait: float = 0.0
+    hold: float = 0.0
 
 
 Outcome = Literal["done", "retry", "dead"]
@@ -148,16 +159,29 @@ class Ordering:
                 found.append((job_id, digest or "", number or "", state_text))
         return found
 
-    def claim(self, ref: OrderRef, job_id: str, token: str, lease_seconds: float) -> Claim:
-        """Take the job for *token* with a lease, if it is ready (or its lease ran out)."""
+    def claim(
+        self,
+        ref: OrderRef,
+        job_id: str,
+        token: str,
+        lease_seconds: float,
+        rate: float = 0.0,
+        burst: float = 0.0,
+    ) -> Claim:
+        """Take the job for *token* with a lease, if it is ready (or its lease ran out) and
+        the account's rate limit (*rate* per second, bursts of *burst*; 0: none) allows."""
         reply = self._claim(
-            keys=[ref.job_key(job_id), LEASES],
-            args=[ref.member(job_id), token, lease_seconds],
-        )
+            keys=[ref.job_key(job_id), LEASES, DELAYED, ref.account_key("rate"),
+                  ref.account_key("pause")],
+            args=[ref.member(job_id), token, lease_seconds, rate, burst],
+        )  # fmt: skip
         verdict = _text(reply[0])
-        if verdict != "run":
-            return Claim("busy" if verdict == "busy" else "stale")
-        return Claim("run", int(reply[1]), int(reply[2]), _text(reply[3]) == "1")
+        if verdict == "run":
+            hold = float(_text(reply[4]))
+            return Claim("run", int(reply[1]), int(reply[2]), _text(reply[3]) == "1", hold=hold)
+        if verdict == "wait":
+            return Claim("wait", wait=float(_text(reply[1])))
+        return Claim("busy" if verdict == "busy" else "stale")
 
     def finish(
         self,
@@ -170,17 +194,21 @@ class Ordering:
         delay: float = 0.0,
         uncertain: bool = False,
         retention_seconds: int,
+        pause_account: float = 0.0,
     ) -> bool:
-        """Record *attempt* and apply *outcome*; False if the lease was lost meanwhile."""
+        """Record *attempt* and apply *outcome*; False if the lease was lost meanwhile.
+
+        *pause_account* > 0 (a 429's Retry-After) makes every job of the account wait that long.
+        """
         reply = self._finish(
             keys=[ref.job_key(job_id), ref.job_key(job_id) + ":attempts", LEASES, DELAYED,
-                  DEAD, self.queue],
+                  DEAD, self.queue, ref.account_key("pause")],
             args=[ref.tag, job_id, ref.member(job_id), token, outcome, attempt, delay,
-                  int(uncertain), retention_seconds],
+                  int(uncertain), retention_seconds, pause_account],
         )  # fmt: skip
         return _text(reply) == "ok"
 
-    def sweep(self, limit: int = 500) -> tuple[int, int]:
+    def sweep(self, limit: int = 2000) -> tuple[int, int]:
         """Dispatch due retries and recover expired leases; return how many of each."""
         retried, recovered = self._sweep(keys=[DELAYED, LEASES, self.queue], args=[limit])
         return int(retried), int(recovered)

@@ -1,23 +1,73 @@
 -- A worker received a job's message: take the job with a lease, before calling VTEX.
 -- The lease is the "in flight" record: whoever finds it expired knows the call may have
 -- happened, and reconciles with GET order before sending again.
--- KEYS: job, leases      ARGV: member, token, lease_seconds
--- Returns {"run", seq, tries, uncertain} | {"busy"} | {"stale", state}
-local jkey, leases = KEYS[1], KEYS[2]
+--
+-- The call must also fit the account's rate limit, shared by every worker: a GCRA (token
+-- bucket: RATE per second, bursts of BURST) kept in one key per account. It is written here
+-- rather than taken from a library (`limits`, `pyrate-limiter`) because it must be one step
+-- with the claim: a job that gets no token goes back to waiting in Redis, its place in the
+-- order kept, without a try counted and without a worker's thread waiting, in the same round
+-- trip. And the libraries offer windows, not a bucket with a burst, and no account pause.
+-- A job that must wait books its slot, so that waiting jobs come back spread out at the rate
+-- rather than all at once. A wait of up to MAX_HOLD seconds is held by the worker (its
+-- thread sleeps until the slot); a longer one is parked in Redis until shortly before its
+-- slot. Either way the call goes out at its slot, not whenever a sweep happens to run: that
+-- is what keeps every second under rate + burst. A 429 pauses the whole account (finish.lua).
+--
+-- KEYS: job, leases, delayed, rate, pause
+-- ARGV: member, token, lease_seconds, rate (per second; 0 = no limit), burst
+-- Returns {"run", seq, tries, uncertain, hold_seconds} | {"wait", seconds} | {"busy"}
+--       | {"stale", state}
+local jkey, leases, delayed, rate_key, pause_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local member, token = ARGV[1], ARGV[2]
+local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
 local t = now()
-local lease_until = t + tonumber(ARGV[3])
 
 local state = redis.call("HGET", jkey, "state")
+local expired = false
 if state == "running" then
   if tonumber(redis.call("HGET", jkey, "lease_until")) > t then
     return {"busy"}
   end
-  redis.call("HSET", jkey, "uncertain", 1)  -- its holder died mid-call
+  expired = true  -- its holder died mid-call
 elseif state ~= "ready" then
   return {"stale", state or "gone"}
 end
+
+local MAX_HOLD = 1.0
+local start = math.max(t, tonumber(redis.call("GET", pause_key) or "0"))
+local slot = tonumber(redis.call("HGET", jkey, "slot_at") or "")
+if not slot and rate > 0 then
+  local interval = 1 / rate
+  local tat = math.max(tonumber(redis.call("GET", rate_key) or "0"), t)
+  redis.call("SET", rate_key, tat + interval, "PX", math.ceil((tat + interval - t) * 1000) + 1000)
+  slot = tat - burst * interval
+end
+if slot and slot > start then
+  start = slot
+end
+if start - t > MAX_HOLD then
+  if expired then
+    redis.call("HSET", jkey, "uncertain", 1)
+    redis.call("HDEL", jkey, "lease_token", "lease_until")
+  end
+  if slot then
+    redis.call("HSET", jkey, "slot_at", slot)  -- booked: not taken again when it comes back
+  end
+  local due = start - MAX_HOLD / 2
+  redis.call("HSET", jkey, "state", "retrying", "due_at", due)
+  redis.call("ZADD", delayed, due, member)
+  return {"wait", tostring(start - t)}
+end
+
+if expired then
+  redis.call("HSET", jkey, "uncertain", 1)
+end
+redis.call("HDEL", jkey, "slot_at")
+local hold = math.max(start - t, 0)
+local lease_until = t + hold + tonumber(ARGV[3])
 local tries = redis.call("HINCRBY", jkey, "tries", 1)
 redis.call("HSET", jkey, "state", "running", "lease_token", token, "lease_until", lease_until)
 redis.call("ZADD", leases, lease_until, member)
-return {"run", redis.call("HGET", jkey, "seq"), tries, redis.call("HGET", jkey, "uncertain")}
+return {"run", redis.call("HGET", jkey, "seq"), tries, redis.call("HGET", jkey, "uncertain"),
+  tostring(hold)}

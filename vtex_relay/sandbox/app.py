@@ -173,7 +173,9 @@ def _refusal(
         return _error(400, f"Invalid request body: {exc}")
     if decision.fail_status is not None:
         message = f"Order {request.match_info['orderId']} refused by the sandbox (fail_orders)"
-        return _error(decision.fail_status, message)
+        throttled = decision.fail_status == 429
+        headers = {"Retry-After": str(sb.faults.retry_after)} if throttled else {}
+        return _error(decision.fail_status, message, **headers)
     return None
 
 

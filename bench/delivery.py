@@ -1,0 +1,141 @@
+"""One end-to-end run: enqueue a backlog, start the workers, time until the last job is applied.
+
+The clock is the sandbox's request log: from the first POST received to the last POST applied
+(a drained backlog, so worker start-up and enqueueing are not counted). Also recorded: CPU
+time of each component per job, Redis commands per job, and POSTs per job (1.0 = no
+duplicate sends).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench.context import Context, info
+from bench.harness import BenchError, Worker, cpu_seconds, rss_kb, start_workers, stop_workers
+from bench.systems import System
+
+
+@dataclass
+class RunResult:
+    system: System
+    latency_ms: float
+    jobs: int
+    seconds: float
+    cpu_ms_per_job: dict[str, float]
+    redis_cmds_per_job: float
+    posts_per_job: float
+    enqueue_seconds: float
+    peak_rss_kb: list[int] = field(default_factory=list)  # per worker, sampled while draining
+    idle_rss_kb: list[int] = field(default_factory=list)  # per worker, after draining
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds if self.seconds > 0 else 0.0
+
+
+class RssSampler:
+    """Samples each worker's process-tree RSS every *interval* s in a thread; keeps the peak."""
+
+    def __init__(self, workers: list[Worker], interval: float = 0.5) -> None:
+        self.workers = workers
+        self.interval = interval
+        self.peaks = [0 for _ in workers]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> list[int]:
+        now = [rss_kb(w.pid) if w.process is not None else 0 for w in self.workers]
+        self.peaks = [max(p, n) for p, n in zip(self.peaks, now, strict=True)]
+        return now
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def delivery_run(
+    ctx: Context,
+    system: System,
+    latency_ms: float,
+    jobs: int,
+    *,
+    timeout: float,
+    sample_rss: bool = False,
+    on_backlog: Callable[[], None] | None = None,
+) -> RunResult:
+    """Enqueue *jobs* into *system*, then start its workers and wait until all are applied."""
+    since = ctx.fresh(latency_ms)
+    prefix = ctx.prefix()
+    enqueued, enqueue_seconds = system.enqueue(prefix, jobs)
+    if enqueued != jobs:
+        raise BenchError(f"{system.label}: enqueued {enqueued} of {jobs} jobs")
+    if on_backlog is not None:
+        on_backlog()
+    workers = system.workers(ctx.env, prefix.lower())
+    sampler = RssSampler(workers)
+    idle: list[int] = []
+    try:
+        commands_before = ctx.redis_commands()
+        components_before = ctx.cpu()
+        start_workers(workers)
+        workers_before = [cpu_seconds(w.pid) for w in workers]
+        if sample_rss:
+            with sampler:
+                ctx.wait_applied(jobs, timeout)
+        else:
+            ctx.wait_applied(jobs, timeout)
+        workers_cpu = sum(cpu_seconds(w.pid) for w in workers) - sum(workers_before)
+        components = {k: v - components_before[k] for k, v in ctx.cpu().items()}
+        commands = ctx.redis_commands() - commands_before
+        if sample_rss:
+            idle = _idle_rss(workers)
+        errors = [line for w in workers for line in w.errors()]
+        if errors:
+            raise BenchError(f"{system.label}: worker errors:\n" + "\n".join(errors))
+    finally:
+        stop_workers(workers)
+    posts = ctx.posts(since)
+    applied = [p.applied_at for p in posts if p.applied_at is not None]
+    if len(applied) < jobs:
+        raise BenchError(f"{system.label}: {len(applied)} of {jobs} POSTs applied in the log")
+    seconds = max(applied) - min(p.received_at for p in posts)
+    cpu = {"workers": workers_cpu, **components}
+    result = RunResult(
+        system=system,
+        latency_ms=latency_ms,
+        jobs=jobs,
+        seconds=seconds,
+        cpu_ms_per_job={k: 1000 * v / jobs for k, v in cpu.items()},
+        redis_cmds_per_job=commands / jobs,
+        posts_per_job=len(posts) / jobs,
+        enqueue_seconds=enqueue_seconds,
+        peak_rss_kb=sampler.peaks if sample_rss else [],
+        idle_rss_kb=idle,
+    )
+    info(
+        f"{system.label} @ {latency_ms:g} ms: {jobs} jobs in {seconds:.2f}s = "
+        f"{result.rate:,.0f} jobs/s (enqueue {enqueue_seconds:.1f}s)"
+    )
+    return result
+
+
+def _idle_rss(workers: list[Worker]) -> list[int]:
+    """Each worker's RSS once drained and idle (the median of 3 samples 0.5 s apart)."""
+    import time
+
+    samples: list[list[int]] = []
+    for _ in range(3):
+        time.sleep(0.5)
+        samples.append([rss_kb(w.pid) for w in workers])
+    return [sorted(column)[1] for column in zip(*samples, strict=True)]

@@ -1,0 +1,96 @@
+"""The two systems under test: how to enqueue N jobs into each, and how to start its workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from bench.harness import Worker
+from bench.workload import ACCOUNT, jobs
+
+ENQUEUE_DEADLINE = 300.0  # seconds; no enqueue loop runs longer
+
+
+@dataclass(frozen=True)
+class System:
+    """A system and its worker configuration: *processes* workers of *pool* x *concurrency*."""
+
+    kind: Literal["relay", "plain"]
+    processes: int
+    pool: Literal["threads", "prefork"]
+    concurrency: int | None = None  # None: Celery's default (the number of CPUs)
+
+    @property
+    def slots(self) -> int:
+        """Jobs that can be in flight at once over all processes."""
+        return self.processes * (self.concurrency or os.cpu_count() or 1)
+
+    @property
+    def label(self) -> str:
+        name = "vtex-relay" if self.kind == "relay" else "plain Celery"
+        conc = self.concurrency if self.concurrency is not None else f"{self.slots // self.processes} (default)"
+        return f"{name}, {self.processes} x {self.pool} {conc}"
+
+    def workers(self, env: dict[str, str], tag: str) -> list[Worker]:
+        options = ["--without-gossip", "--loglevel", "INFO", "--pool", self.pool]
+        if self.concurrency is not None:
+            options += ["--concurrency", str(self.concurrency)]
+        if self.kind == "relay":
+            app = "worker.app"  # as in the Procfile
+        else:
+            app = "bench.plain_celery"
+            options += ["-Q", "bench-plain"]
+        return [Worker(app, f"{tag}{i}", options, env) for i in range(self.processes)]
+
+    def enqueue(self, prefix: str, count: int) -> tuple[int, float]:
+        """Enqueue *count* jobs the fast way an integrator would; return (enqueued, seconds).
+
+        vtex-relay: ``enqueue_many`` (the batch path: validated, pipelined). Plain Celery: an
+        ``apply_async`` loop.
+        """
+        if self.kind == "relay":
+            return enqueue_relay_batch(prefix, count)
+        return enqueue_plain_loop(prefix, count)
+
+
+def enqueue_relay_batch(prefix: str, count: int) -> tuple[int, float]:
+    from vtex_relay.producer import build_job, enqueue_many
+
+    started = time.perf_counter()
+    results = enqueue_many(
+        build_job("invoice", oid, body, account=ACCOUNT) for oid, body in jobs(prefix, count)
+    )
+    elapsed = time.perf_counter() - started
+    enqueued = sum(1 for r in results if r.verdict == "enqueued")
+    return enqueued, elapsed
+
+
+def enqueue_relay_loop(prefix: str, count: int) -> tuple[int, float]:
+    """The Python API one job at a time: ``enqueue_invoice`` in a loop."""
+    from vtex_relay import enqueue_invoice
+
+    started = time.perf_counter()
+    deadline = started + ENQUEUE_DEADLINE
+    done = 0
+    for oid, body in jobs(prefix, count):
+        enqueue_invoice(oid, body, account=ACCOUNT)
+        done += 1
+        if time.perf_counter() > deadline:
+            break
+    return done, time.perf_counter() - started
+
+
+def enqueue_plain_loop(prefix: str, count: int) -> tuple[int, float]:
+    from bench.plain_celery import post_invoice
+
+    started = time.perf_counter()
+    deadline = started + ENQUEUE_DEADLINE
+    done = 0
+    for oid, body in jobs(prefix, count):
+        post_invoice.apply_async(kwargs={"account": ACCOUNT, "order_id": oid, "body": body})
+        done += 1
+        if time.perf_counter() > deadline:
+            break
+    return done, time.perf_counter() - started
