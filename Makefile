@@ -1,4 +1,4 @@
-.PHONY: run test lint
+.PHONY: run test lint bench
 
 # Start Redis, the sandbox, a worker and Flower; deliver the seed examples; show what VTEX received.
 run:
@@ -10,3 +10,7 @@ test:
 
 lint:
 	bash scripts/test.sh --lint-only
+
+# Benchmark vtex-relay against plain Celery (own Redis and sandbox); --quick: make bench ARGS=--quick
+bench:
+	bash bench/run.sh $(ARGS)

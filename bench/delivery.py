@@ -1,15 +1,17 @@
 """One end-to-end run: enqueue a backlog, start the workers, time until the last job is applied.
 
-The clock is the sandbox's request log: from the first POST received to the last POST applied
-(a drained backlog, so worker start-up and enqueueing are not counted). Also recorded: CPU
-time of each component per job, Redis commands per job, and POSTs per job (1.0 = no
-duplicate sends).
+The backlog (the Celery queue, a Redis list) is renamed away while the workers start, and
+renamed back, in one atomic step, once every worker is ready. The time runs from that step to
+the last POST applied in the sandbox's request log (same machine clock): a drained backlog,
+without worker start-up or enqueueing, and without one worker starting before the other.
+Also recorded: CPU time of each component per job, Redis commands per job, and POSTs per job
+(1.0 = no duplicate sends).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
 
 from bench.context import Context, info
@@ -27,6 +29,7 @@ class RunResult:
     redis_cmds_per_job: float
     posts_per_job: float
     enqueue_seconds: float
+    backlog_bytes: int  # Redis memory taken by the waiting backlog
     peak_rss_kb: list[int] = field(default_factory=list)  # per worker, sampled while draining
     idle_rss_kb: list[int] = field(default_factory=list)  # per worker, after draining
 
@@ -72,24 +75,28 @@ def delivery_run(
     *,
     timeout: float,
     sample_rss: bool = False,
-    on_backlog: Callable[[], None] | None = None,
 ) -> RunResult:
     """Enqueue *jobs* into *system*, then start its workers and wait until all are applied."""
     since = ctx.fresh(latency_ms)
     prefix = ctx.prefix()
+    memory_before = ctx.redis_memory()
     enqueued, enqueue_seconds = system.enqueue(prefix, jobs)
+    backlog_bytes = ctx.redis_memory() - memory_before
     if enqueued != jobs:
         raise BenchError(f"{system.label}: enqueued {enqueued} of {jobs} jobs")
-    if on_backlog is not None:
-        on_backlog()
+    queue, held = system.queue, f"{system.queue}:bench-held"
+    client = ctx.redis()
+    client.rename(queue, held)  # hidden from the workers until all of them are ready
     workers = system.workers(ctx.env, prefix.lower())
     sampler = RssSampler(workers)
     idle: list[int] = []
     try:
-        commands_before = ctx.redis_commands()
-        components_before = ctx.cpu()
         start_workers(workers)
         workers_before = [cpu_seconds(w.pid) for w in workers]
+        commands_before = ctx.redis_commands()
+        components_before = ctx.cpu()
+        released = time.time()
+        client.rename(held, queue)  # one atomic step: wakes the workers' BRPOP
         if sample_rss:
             with sampler:
                 ctx.wait_applied(jobs, timeout)
@@ -109,7 +116,7 @@ def delivery_run(
     applied = [p.applied_at for p in posts if p.applied_at is not None]
     if len(applied) < jobs:
         raise BenchError(f"{system.label}: {len(applied)} of {jobs} POSTs applied in the log")
-    seconds = max(applied) - min(p.received_at for p in posts)
+    seconds = max(applied) - released
     cpu = {"workers": workers_cpu, **components}
     result = RunResult(
         system=system,
@@ -120,6 +127,7 @@ def delivery_run(
         redis_cmds_per_job=commands / jobs,
         posts_per_job=len(posts) / jobs,
         enqueue_seconds=enqueue_seconds,
+        backlog_bytes=backlog_bytes,
         peak_rss_kb=sampler.peaks if sample_rss else [],
         idle_rss_kb=idle,
     )
@@ -132,8 +140,6 @@ def delivery_run(
 
 def _idle_rss(workers: list[Worker]) -> list[int]:
     """Each worker's RSS once drained and idle (the median of 3 samples 0.5 s apart)."""
-    import time
-
     samples: list[list[int]] = []
     for _ in range(3):
         time.sleep(0.5)

@@ -6,6 +6,7 @@ owner's ``stop`` (callers use ``try``/``finally``). Nothing targets anything but
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -69,10 +70,8 @@ def _stop_process(
             process.wait(timeout=10)
     for pid in tree:  # children that outlived their parent (a prefork pool's processes)
         if _alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _alive(pid: int) -> bool:

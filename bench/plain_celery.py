@@ -1,4 +1,4 @@
-""""Plain Celery": what an integrator would write without vtex-relay, for comparison.
+"""Plain Celery: what an integrator would write without vtex-relay, for comparison.
 
 One Celery app on the same Redis (its own queue), ONE task that makes the same httpx POST to
 the same sandbox with the same headers, through one pooled ``httpx.Client`` per process. No

@@ -30,8 +30,17 @@ class System:
     @property
     def label(self) -> str:
         name = "vtex-relay" if self.kind == "relay" else "plain Celery"
-        conc = self.concurrency if self.concurrency is not None else f"{self.slots // self.processes} (default)"
+        per_process = self.slots // self.processes
+        conc = str(per_process) if self.concurrency is not None else f"{per_process} (default)"
         return f"{name}, {self.processes} x {self.pool} {conc}"
+
+    @property
+    def queue(self) -> str:
+        """The Redis list the workers consume."""
+        from bench.plain_celery import QUEUE as PLAIN
+        from vtex_relay.messages import QUEUE as RELAY
+
+        return RELAY if self.kind == "relay" else PLAIN
 
     def workers(self, env: dict[str, str], tag: str) -> list[Worker]:
         options = ["--without-gossip", "--loglevel", "INFO", "--pool", self.pool]

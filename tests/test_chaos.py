@@ -562,7 +562,7 @@ def test_randomised_orders_while_workers_are_killed(
         sandbox=sandbox,
         client=redis_client,
         orders_count=200,
-        kill_gap=(0.3, 1.0),
-        latency_ms=100,
+        kill_gap=(1.0, 3.0),
+        latency_ms=30,
         deadline=240,
     )

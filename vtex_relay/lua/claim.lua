@@ -37,6 +37,9 @@ end
 local MAX_HOLD = 1.0
 local start = math.max(t, tonumber(redis.call("GET", pause_key) or "0"))
 local slot = tonumber(redis.call("HGET", jkey, "slot_at") or "")
+if slot and slot < t - 0.1 then
+  slot = nil  -- its slot went by (a stall): sending now would burst, so take a new one
+end
 if not slot and rate > 0 then
   local interval = 1 / rate
   local tat = math.max(tonumber(redis.call("GET", rate_key) or "0"), t)

@@ -19,13 +19,15 @@ local function order_key(ref)
 end
 
 -- Make a job ready: push its Celery message onto the queue, with a fresh delivery tag so
--- that kombu never confuses two deliveries of one job.
-local function dispatch(queue, jkey, job_id)
+-- that kombu never confuses two deliveries of one job. Workers pop from the right: a job
+-- whose time has come (a retry, a rate-limit slot, a recovery) goes there, ahead of the
+-- backlog, since waiting behind it would make it late.
+local function dispatch(queue, jkey, job_id, due_now)
   local n = redis.call("HINCRBY", jkey, "dispatches", 1)
   local message = redis.call("HGET", jkey, "message")
   local tag = job_id .. "." .. n
   message = string.gsub(message, TAG_PLACEHOLDER, tag, 1)
-  redis.call("LPUSH", queue, message)
+  redis.call(due_now and "RPUSH" or "LPUSH", queue, message)
   redis.call("HSET", jkey, "state", "ready")
 end
 

@@ -18,7 +18,7 @@ for _, member in ipairs(redis.call("ZRANGE", delayed, "-inf", t, "BYSCORE", "LIM
   local jkey = job_key(ref, job_id)
   if redis.call("HGET", jkey, "state") == "retrying" then
     redis.call("HDEL", jkey, "due_at")
-    dispatch(queue, jkey, job_id)
+    dispatch(queue, jkey, job_id, true)
     retried = retried + 1
   end
 end
@@ -30,7 +30,7 @@ for _, member in ipairs(redis.call("ZRANGE", leases, "-inf", t, "BYSCORE", "LIMI
   if redis.call("HGET", jkey, "state") == "running" and until_ <= t then
     redis.call("HSET", jkey, "uncertain", 1)
     redis.call("HDEL", jkey, "lease_token", "lease_until")
-    dispatch(queue, jkey, job_id)
+    dispatch(queue, jkey, job_id, true)
     recovered = recovered + 1
   end
 end
