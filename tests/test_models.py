@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
+from tests.seed import SEED_INVOICE, SEED_TRACKING, SEED_TRACKING_NUMBER
 from vtex_relay.errors import InvalidJob
 from vtex_relay.models import (
     KINDS,
@@ -31,42 +32,6 @@ SCHEMA_KEYS: dict[Kind, str] = {
     "invoice": "invoice",
     "tracking-number": "tracking_number",
     "tracking": "tracking",
-}
-
-# The three bodies of VTEX's guide "How to create an order invoice integration", as printed.
-SEED_INVOICE: dict[str, Any] = {
-    "type": "Output",
-    "issuanceDate": "2024-01-31",
-    "invoiceNumber": "9999",
-    "invoiceValue": "10000",
-    "invoiceKey": None,
-    "invoiceUrl": None,
-    "courier": None,
-    "trackingNumber": None,
-    "trackingUrl": None,
-    "items": [{"id": "123", "price": 10000, "quantity": 1}],
-}
-SEED_TRACKING_NUMBER: dict[str, Any] = {
-    "trackingNumber": "87658",
-    "trackingUrl": None,
-    "courier": None,
-}
-SEED_TRACKING: dict[str, Any] = {
-    "isDelivered": False,
-    "events": [
-        {
-            "city": "Rio de Janeiro",
-            "state": "RJ",
-            "description": "Coletado pela transportadora",
-            "date": "2024-06-23",
-        },
-        {
-            "city": "Sao Paulo",
-            "state": "SP",
-            "description": "A caminho de Curitiba",
-            "date": "2024-06-24",
-        },
-    ],
 }
 
 

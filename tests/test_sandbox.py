@@ -15,49 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.seed import SEED_INVOICE, SEED_TRACKING, SEED_TRACKING_NUMBER
 from vtex_relay.sandbox import SandboxControl
 
 REPO = Path(__file__).resolve().parent.parent
 KEY, TOKEN = "vtexappkey-test-ABCDEF", "SECRET-TOKEN-never-logged-42"
 AUTH = {"X-VTEX-API-AppKey": KEY, "X-VTEX-API-AppToken": TOKEN}
 OMS = "/api/oms/pvt/orders"
-
-# The three example bodies of VTEX's guide
-# (shared/seed/how-to-create-an-order-invoice-integration.md).
-SEED_INVOICE: dict[str, Any] = {
-    "type": "Output",
-    "issuanceDate": "2024-01-31",
-    "invoiceNumber": "9999",
-    "invoiceValue": "10000",
-    "invoiceKey": None,
-    "invoiceUrl": None,
-    "courier": None,
-    "trackingNumber": None,
-    "trackingUrl": None,
-    "items": [{"id": "123", "price": 10000, "quantity": 1}],
-}
-SEED_TRACKING_NUMBER: dict[str, Any] = {
-    "trackingNumber": "87658",
-    "trackingUrl": None,
-    "courier": None,
-}
-SEED_TRACKING: dict[str, Any] = {
-    "isDelivered": False,
-    "events": [
-        {
-            "city": "Rio de Janeiro",
-            "state": "RJ",
-            "description": "Coletado pela transportadora",
-            "date": "2024-06-23",
-        },
-        {
-            "city": "Sao Paulo",
-            "state": "SP",
-            "description": "A caminho de Curitiba",
-            "date": "2024-06-24",
-        },
-    ],
-}
 
 
 class Sandbox:

@@ -1,0 +1,18 @@
+"""The three example bodies of VTEX's guide "How to create an order invoice integration"
+(shared/seed/), as printed there; the repo keeps them in examples/ for `make run` too."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text())
+    return body
+
+
+SEED_INVOICE = _load("invoice")
+SEED_TRACKING_NUMBER = _load("tracking-number")
+SEED_TRACKING = _load("tracking")
