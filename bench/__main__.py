@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path(__file__).with_name("results.md"), help="results file"
     )
     args = parser.parse_args(argv)
+    # SIGTERM, and SIGINT even when started in the background, run the clean-up below.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     plan = Plan.make(args.quick, args.repeats)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = time.monotonic()
@@ -61,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.out.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,15 @@ import time
 from dataclasses import dataclass, field
 
 from bench.context import Context, info
-from bench.harness import BenchError, Worker, cpu_seconds, rss_kb, start_workers, stop_workers
+from bench.harness import (
+    BenchError,
+    Worker,
+    cpu_seconds,
+    machine_busy_seconds,
+    rss_kb,
+    start_workers,
+    stop_workers,
+)
 from bench.systems import System
 
 
@@ -30,6 +38,8 @@ class RunResult:
     posts_per_job: float
     enqueue_seconds: float
     backlog_bytes: int  # Redis memory taken by the waiting backlog
+    retained_bytes: int  # Redis memory still taken once every job is delivered
+    foreign_cores: float  # CPU used meanwhile by processes not part of the run, in cores
     peak_rss_kb: list[int] = field(default_factory=list)  # per worker, sampled while draining
     idle_rss_kb: list[int] = field(default_factory=list)  # per worker, after draining
 
@@ -95,6 +105,7 @@ def delivery_run(
         workers_before = [cpu_seconds(w.pid) for w in workers]
         commands_before = ctx.redis_commands()
         components_before = ctx.cpu()
+        busy_before, own_before = machine_busy_seconds(), time.process_time()
         released = time.time()
         client.rename(held, queue)  # one atomic step: wakes the workers' BRPOP
         if sample_rss:
@@ -104,7 +115,11 @@ def delivery_run(
             ctx.wait_applied(jobs, timeout)
         workers_cpu = sum(cpu_seconds(w.pid) for w in workers) - sum(workers_before)
         components = {k: v - components_before[k] for k, v in ctx.cpu().items()}
+        busy = machine_busy_seconds() - busy_before
+        own = time.process_time() - own_before
+        drained = time.time() - released
         commands = ctx.redis_commands() - commands_before
+        retained_bytes = ctx.redis_memory() - memory_before
         if sample_rss:
             idle = _idle_rss(workers)
         errors = [line for w in workers for line in w.errors()]
@@ -118,6 +133,8 @@ def delivery_run(
         raise BenchError(f"{system.label}: {len(applied)} of {jobs} POSTs applied in the log")
     seconds = max(applied) - released
     cpu = {"workers": workers_cpu, **components}
+    ours = sum(cpu.values()) + own
+    foreign = max(0.0, busy - ours) / drained if drained > 0 else 0.0
     result = RunResult(
         system=system,
         latency_ms=latency_ms,
@@ -128,12 +145,15 @@ def delivery_run(
         posts_per_job=len(posts) / jobs,
         enqueue_seconds=enqueue_seconds,
         backlog_bytes=backlog_bytes,
+        retained_bytes=retained_bytes,
+        foreign_cores=foreign,
         peak_rss_kb=sampler.peaks if sample_rss else [],
         idle_rss_kb=idle,
     )
     info(
         f"{system.label} @ {latency_ms:g} ms: {jobs} jobs in {seconds:.2f}s = "
-        f"{result.rate:,.0f} jobs/s (enqueue {enqueue_seconds:.1f}s)"
+        f"{result.rate:,.0f} jobs/s (enqueue {enqueue_seconds:.1f}s, other load "
+        f"{foreign:.2f} cores)"
     )
     return result
 

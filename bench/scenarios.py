@@ -205,7 +205,8 @@ def _delivery_row(series: Series) -> Row:
     notes = (
         f"{runs[-1].jobs:,} jobs ({count}); CPU ms/job: {cpu_text}; "
         f"Redis commands/job {median([r.redis_cmds_per_job for r in runs]):.1f}; "
-        f"POSTs/job {max(r.posts_per_job for r in runs):.2f}"
+        f"POSTs/job {max(r.posts_per_job for r in runs):.2f}; other load on the machine "
+        f"{max(r.foreign_cores for r in runs):.2f} cores"
     )
     section = f"2. end-to-end, sandbox latency {series.latency_ms:g} ms"
     return Row(section, series.system.label, fmt_rate(series.rate),
@@ -285,7 +286,9 @@ def growth_and_memory(ctx: Context) -> list[Row]:
             f"{median(per_job):.2f} ms/job ({fmt_rate(median([r.rate for r in runs]))})",
             fmt_runs(per_job, 2),
             f"{count}; Redis memory with the backlog waiting: "
-            f"{median([r.backlog_bytes for r in runs]) / size:,.0f} bytes/job; worker CPU "
+            f"{median([r.backlog_bytes for r in runs]) / size:,.0f} bytes/job, still held once "
+            f"delivered: {median([r.retained_bytes for r in runs]) / size:,.0f} bytes/job; "
+            f"other load {max(r.foreign_cores for r in runs):.2f} cores; worker CPU "
             f"{median([r.cpu_ms_per_job['workers'] for r in runs]):.2f} ms/job",
         ))  # fmt: skip
     sizes = sorted(by_size)

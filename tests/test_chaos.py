@@ -58,6 +58,7 @@ RECONCILED_LOG = "already at VTEX"
 RECOVERED_LOG = re.compile(r"(\d+) jobs recovered from expired leases")
 # kombu's Redis transport keeps messages taken but not yet acknowledged here.
 UNACKED = ("unacked", "unacked_index")
+UNACKED_MUTEX = "unacked_mutex"  # held while a worker restores them
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -286,19 +287,25 @@ def all_idle(client: redis.Redis, orders: Sequence[PlannedOrder]) -> bool:
 
 
 def stuck_report(client: redis.Redis, orders: Sequence[PlannedOrder], limit: int = 8) -> str:
-    """The orders not idle yet, each with its head job: for a time-out's message."""
+    """The orders not idle yet, each with its head job as Redis holds it, and where that job's
+    messages are (Celery queue, kombu's unacked): for a time-out's message.
+    """
+    queued = [text(m) for m in client.lrange(QUEUE, 0, -1)]
+    unacked = [text(m) for m in client.hvals(UNACKED[0])]
     lines = []
     for order, state in zip(orders, order_states(client, orders), strict=True):
         if state == "idle":
             continue
         status = order_status(client, order.ref)
-        heads = [j for j in status.jobs if j.state != "done"][:1]
-        detail = ", ".join(
-            f"{j.kind} job {j.job_id} {j.state} tries={j.tries} "
-            f"attempts={[a.outcome for a in j.attempts]}"
-            for j in heads
-        )
-        lines.append(f"  {order.order_id}: {state} head={status.head} {detail}")
+        for job in [j for j in status.jobs if j.state != "done"][:1]:
+            raw = client.hgetall(order.ref.job_key(job.job_id))
+            fields = {text(k): text(v) for k, v in raw.items() if text(k) != "message"}
+            lines.append(
+                f"  {order.order_id}: order {state} head={status.head}; {job.kind} job "
+                f"{job.job_id} {fields} attempts={[a.outcome for a in job.attempts]} "
+                f"messages: queue={sum(job.job_id in m for m in queued)} "
+                f"unacked={sum(job.job_id in m for m in unacked)}"
+            )
         if len(lines) == limit:
             break
     stuck = sum(state != "idle" for state in order_states(client, orders))
@@ -324,7 +331,13 @@ def leftovers(client: redis.Redis) -> str:
         DEAD: client.hlen(DEAD),
         UNACKED[0]: client.hlen(UNACKED[0]),
     }
-    return f"the queues to drain, still {sizes}"
+    now = float(text(client.time()[0]))
+    ages = [round(now - score) for _, score in client.zrange(UNACKED[1], 0, -1, withscores=True)]
+    mutex_ttl = client.ttl(UNACKED_MUTEX)
+    return (
+        f"the queues to drain, still {sizes}; unacked ages {ages[:10]} s; "
+        f"{UNACKED_MUTEX} TTL {mutex_ttl} s (held by {text(client.get(UNACKED_MUTEX))})"
+    )
 
 
 def job_of(order: PlannedOrder, request: RecordedRequest) -> int | None:
@@ -562,7 +575,7 @@ def test_randomised_orders_while_workers_are_killed(
         sandbox=sandbox,
         client=redis_client,
         orders_count=200,
-        kill_gap=(1.0, 3.0),
-        latency_ms=30,
-        deadline=240,
+        kill_gap=(0.3, 1.0),
+        latency_ms=100,
+        deadline=60,
     )

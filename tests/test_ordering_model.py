@@ -460,12 +460,6 @@ def test_ordering_scripts_follow_the_model(redis_client: "redis.Redis") -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="enqueue.lua is not idempotent per job id: enqueueing a job again (a producer "
-    "retrying a batch whose pipeline reached Redis before the connection dropped) resets it "
-    "to 'queued' and appends it a second time, so a ready head job is stranded",
-)
 def test_enqueueing_the_same_job_again_changes_nothing(redis_client: "redis.Redis") -> None:
     ordering = Ordering(redis_client, QUEUE)
     job = Job(kind="tracking", account="acme", order_id=ORDER_IDS[0], invoice_number="NF1",
@@ -478,6 +472,6 @@ def test_enqueueing_the_same_job_again_changes_nothing(redis_client: "redis.Redi
     raw = redis_client.rpop(QUEUE)
     assert raw is not None
     assert redis_client.llen(QUEUE) == 0
-    # The worker that gets the one message must be able to run the job (today: "stale",
-    # the job is 'queued' behind itself and the order never moves again).
+    # The worker that gets the one message must be able to run the job (before the fix it
+    # was "stale": the job was 'queued' behind itself and the order never moved again).
     assert ordering.claim(ref, job.job_id, "worker-1", LIVE_LEASE).verdict == "run"

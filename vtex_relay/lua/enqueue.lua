@@ -6,6 +6,12 @@ local okey, seqs, jkey, queue = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ref, job_id, kind, message, digest, number, enqueued_at =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
+if redis.call("EXISTS", jkey) == 1 then
+  -- The same job again (a producer retrying after a failed pipeline, whose scripts may have
+  -- run): it is enqueued already; changing anything would strand its order.
+  return {"enqueued", job_id}
+end
+
 if kind == "invoice" then
   local existing = redis.call("HGET", okey, "invoice_job")
   if existing then
