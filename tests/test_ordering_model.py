@@ -24,7 +24,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pytest
 import redis
 from celery import Celery
 from hypothesis import HealthCheck, event, settings
