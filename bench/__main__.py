@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     plan = Plan.make(args.quick, args.repeats)
-    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(
+        ["python -m bench", shlex.join(sys.argv[1:] if argv is None else argv)]
+    ).strip()
     started = time.monotonic()
     ctx = Context(plan)
     rows: list[Row] = []

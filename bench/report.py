@@ -54,7 +54,15 @@ def machine_line(redis_version: str) -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    revision = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout.strip()
     return (
+        f"Code: vtex-relay {revision or '?'}. "
         f"Machine: nproc {nproc}, CPU {cpu}, Python {platform.python_version()}, "
         f"Celery {celery.__version__}, Redis {redis_version}, {platform.system()} "
         f"{platform.release()}"

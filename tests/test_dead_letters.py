@@ -91,7 +91,7 @@ def run_once(
 def kill(ordering: Ordering, client: redis.Redis, job: Job, at: datetime = TEN) -> None:
     """A 503 then a 400: the job is dead and holds its order."""
     run_once(ordering, client, job, "retry", attempt("retryable", at, 503, "Service Unavailable"))
-    ordering.sweep()  # the retry is due at once (no delay): dispatch it
+    ordering.sweep(lost_after=3600)  # the retry is due at once (no delay): dispatch it
     run_once(ordering, client, job, "dead", attempt("permanent", at, 400, "Invalid\ninvoice"))
 
 

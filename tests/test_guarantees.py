@@ -6,6 +6,7 @@ jobs, and resumes in order after a replay or a discard.
 """
 
 import json
+import os
 import signal
 import time
 from functools import partial
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 from tests.processes import Worker, wait_for
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.cli import cli
+from vtex_relay.messages import QUEUE
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
 
 OMS = "/api/oms/pvt/orders"
@@ -162,3 +164,21 @@ def _dlq() -> list[dict[str, Any]]:
     assert result.exit_code == 0, result.output
     entries: list[dict[str, Any]] = json.loads(result.stdout)
     return entries
+
+
+def test_a_message_lost_by_a_killed_worker_is_replaced(
+    sandbox: SandboxControl, redis_client: redis.Redis
+) -> None:
+    enqueue_invoice("o-lost", invoice("NF-lost"))
+    # kombu takes a message off the list before recording it as unacknowledged: a worker
+    # killed in between loses it. Do just that, with no worker running.
+    assert redis_client.rpop(QUEUE) is not None
+    lost_at = time.monotonic()
+    replacement = Worker(dict(os.environ), "w-lost").start()
+    try:
+        wait_for(lambda: order_state(redis_client, "o-lost") == "idle", timeout=40,
+                 what="the job whose message was lost to be done")  # fmt: skip
+    finally:
+        replacement.stop()
+    assert time.monotonic() - lost_at >= 11 - 1  # replaced after LEASE_SECONDS, not before
+    assert invoice_posts(sandbox, "o-lost") == {"NF-lost": 1}

@@ -28,6 +28,8 @@ DELAYED = "vr:delayed"
 LEASES = "vr:leases"
 DEAD = "vr:dead"
 DISCARDED = "vr:discarded"
+READY = "vr:ready"  # ready jobs by the time they became ready (lost-message recovery)
+CLAIMED = "vr:dispatched:claimed"  # the highest back-of-queue dispatch number claimed
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ class Ordering:
         the account's rate limit (*rate* per second, bursts of *burst*; 0: none) allows."""
         reply = self._claim(
             keys=[ref.job_key(job_id), LEASES, DELAYED, ref.account_key("rate"),
-                  ref.account_key("pause")],
+                  ref.account_key("pause"), READY, CLAIMED],
             args=[ref.member(job_id), token, lease_seconds, rate, burst],
         )  # fmt: skip
         verdict = _text(reply[0])
@@ -208,10 +210,14 @@ class Ordering:
         )  # fmt: skip
         return _text(reply) == "ok"
 
-    def sweep(self, limit: int = 2000) -> tuple[int, int]:
-        """Dispatch due retries and recover expired leases; return how many of each."""
-        retried, recovered = self._sweep(keys=[DELAYED, LEASES, self.queue], args=[limit])
-        return int(retried), int(recovered)
+    def sweep(self, lost_after: float, limit: int = 2000) -> tuple[int, int, int]:
+        """Dispatch due retries, recover expired leases, and replace the messages of jobs
+        ready for over *lost_after* seconds that are no longer in the queue; return how many
+        of each."""
+        retried, recovered, replaced = self._sweep(
+            keys=[DELAYED, LEASES, self.queue, READY, CLAIMED], args=[limit, lost_after]
+        )
+        return int(retried), int(recovered), int(replaced)
 
     def resolve(
         self, ref: OrderRef, job_id: str, action: Literal["replay", "discard"]

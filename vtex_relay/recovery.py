@@ -1,7 +1,9 @@
-"""The sweep that runs inside every worker process: due retries and expired leases.
+"""The sweep that runs inside every worker process: due retries, expired leases, lost messages.
 
-Every ``SWEEP_INTERVAL`` seconds it re-publishes the jobs whose retry wait is over and the
-jobs whose worker's lease ran out (the worker died or hung mid-call). Each sweep is one
+Every ``SWEEP_INTERVAL`` seconds it re-publishes the jobs whose retry wait is over, the
+jobs whose worker's lease ran out (the worker died or hung mid-call), and the jobs whose
+message was lost after ``LEASE_SECONDS`` (a worker killed between kombu taking the message
+off the queue and recording it, a revoked task, a Redis write lost). Each sweep is one
 atomic script, so any number of workers can sweep at once; a job is dispatched by one of
 them only. A job stranded by a dead worker therefore runs again within
 ``LEASE_SECONDS + SWEEP_INTERVAL`` — not after kombu's visibility timeout.
@@ -22,27 +24,28 @@ log = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
-def sweep_forever(interval: float) -> None:
+def sweep_forever(interval: float, lost_after: float) -> None:
     """Sweep until the worker shuts down; a Redis outage is logged and waited out."""
     while not _stop.is_set():
         try:
-            retried, recovered = ordering().sweep()
+            retried, recovered, replaced = ordering().sweep(lost_after)
         except RedisError as exc:
             log.warning("sweep failed, Redis unreachable (%s); trying again", exc)
         else:
-            if retried or recovered:
-                log.info("sweep: %d retries due, %d jobs recovered from expired leases",
-                         retried, recovered)  # fmt: skip
+            if recovered or replaced:
+                log.info("sweep: %d jobs recovered from expired leases, %d lost messages "
+                         "replaced", recovered, replaced)  # fmt: skip
+            if retried:
+                log.debug("sweep: %d retries due", retried)
         _stop.wait(interval)
 
 
 @worker_ready.connect
 def _start(**_: Any) -> None:
     _stop.clear()
-    interval = get_settings().sweep_interval
-    threading.Thread(
-        target=sweep_forever, args=(interval,), name="vtex-relay-sweep", daemon=True
-    ).start()
+    settings = get_settings()
+    args = (settings.sweep_interval, settings.lease_seconds)
+    threading.Thread(target=sweep_forever, args=args, name="vtex-relay-sweep", daemon=True).start()
 
 
 @worker_shutdown.connect

@@ -46,6 +46,9 @@ def create_app(settings: Settings) -> Celery:
             "visibility_timeout": settings.lease_seconds,
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
+            # kombu's restore takes a lock; a worker killed holding it would stop every
+            # restore for the default 300 s.
+            "unacked_mutex_expire": 15,
         },
     )
     return app

@@ -14,11 +14,12 @@
 -- slot. Either way the call goes out at its slot, not whenever a sweep happens to run: that
 -- is what keeps every second under rate + burst. A 429 pauses the whole account (finish.lua).
 --
--- KEYS: job, leases, delayed, rate, pause
+-- KEYS: job, leases, delayed, rate, pause, ready, claimed
 -- ARGV: member, token, lease_seconds, rate (per second; 0 = no limit), burst
 -- Returns {"run", seq, tries, uncertain, hold_seconds} | {"wait", seconds} | {"busy"}
 --       | {"stale", state}
 local jkey, leases, delayed, rate_key, pause_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local ready, claimed = KEYS[6], KEYS[7]
 local member, token = ARGV[1], ARGV[2]
 local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
 local t = now()
@@ -32,6 +33,13 @@ if state == "running" then
   expired = true  -- its holder died mid-call
 elseif state ~= "ready" then
   return {"stale", state or "gone"}
+end
+
+-- The message arrived: it is no longer at risk of being lost (common.lua, dispatch).
+redis.call("ZREM", ready, member)
+local dseq = tonumber(redis.call("HGET", jkey, "dseq") or "0")
+if dseq > tonumber(redis.call("GET", claimed) or "0") then
+  redis.call("SET", claimed, dseq)
 end
 
 local MAX_HOLD = 1.0

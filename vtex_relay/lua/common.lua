@@ -22,13 +22,29 @@ end
 -- that kombu never confuses two deliveries of one job. Workers pop from the right: a job
 -- whose time has come (a retry, a rate-limit slot, a recovery) goes there, ahead of the
 -- backlog, since waiting behind it would make it late.
+--
+-- A message can still be lost after the push: kombu takes it off the list (BRPOP) before it
+-- records it as unacknowledged, so a worker killed in between loses it. Every ready job is
+-- therefore listed in vr:ready with the time it became ready, until claimed, and the sweep
+-- dispatches again a job that stayed ready too long (sweep.lua). To tell "lost" from "still
+-- waiting behind a long backlog", a job pushed at the back gets a number from vr:dispatched;
+-- the claim records the highest number claimed: the list is first in, first out, so a job
+-- whose number is below that was taken off the list already.
 local function dispatch(queue, jkey, job_id, due_now)
   local n = redis.call("HINCRBY", jkey, "dispatches", 1)
   local message = redis.call("HGET", jkey, "message")
   local tag = job_id .. "." .. n
   message = string.gsub(message, TAG_PLACEHOLDER, tag, 1)
-  redis.call(due_now and "RPUSH" or "LPUSH", queue, message)
+  if due_now then
+    redis.call("RPUSH", queue, message)
+    redis.call("HSET", jkey, "dseq", 0)
+  else
+    redis.call("LPUSH", queue, message)
+    redis.call("HSET", jkey, "dseq", redis.call("INCR", "vr:dispatched"))
+  end
   redis.call("HSET", jkey, "state", "ready")
+  local ref = string.match(jkey, "^vr:{(.-)}:job:")
+  redis.call("ZADD", "vr:ready", now(), ref .. " " .. job_id)
 end
 
 -- The order's head is finished (done or discarded): dispatch the next job, or go idle.

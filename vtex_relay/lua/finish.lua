@@ -34,7 +34,9 @@ elseif outcome == "dead" then
   redis.call("HSET", order_key(ref), "state", "held")
   redis.call("HSET", dead, job_id, ref)
 else
+  -- Keep the record (state, attempts), not the message: it is most of a job's memory.
   redis.call("HSET", jkey, "state", "done")
+  redis.call("HDEL", jkey, "message")
   redis.call("EXPIRE", jkey, retention)
   redis.call("EXPIRE", attempts, retention)
   advance(queue, ref)

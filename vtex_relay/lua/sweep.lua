@@ -1,9 +1,12 @@
--- Re-dispatch what is due: retries whose wait is over, and jobs whose worker's lease ran
--- out (the worker died or hung mid-call; the next run reconciles before sending).
--- KEYS: delayed, leases, queue      ARGV: limit
--- Returns {retries_dispatched, leases_recovered}
-local delayed, leases, queue = KEYS[1], KEYS[2], KEYS[3]
-local limit = tonumber(ARGV[1])
+-- Re-dispatch what is due: retries whose wait is over, jobs whose worker's lease ran out
+-- (the worker died or hung mid-call; the next run reconciles before sending), and ready jobs
+-- whose message was lost (see dispatch in common.lua): ready for longer than lost_after
+-- seconds, and provably not still in the queue — the queue is empty, or a job pushed after it
+-- has been claimed already, or it was pushed at the front.
+-- KEYS: delayed, leases, queue, ready, claimed      ARGV: limit, lost_after
+-- Returns {retries_dispatched, leases_recovered, lost_messages_replaced}
+local delayed, leases, queue, ready, claimed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local limit, lost_after = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = now()
 
 local function split(member)
@@ -34,4 +37,20 @@ for _, member in ipairs(redis.call("ZRANGE", leases, "-inf", t, "BYSCORE", "LIMI
     recovered = recovered + 1
   end
 end
-return {retried, recovered}
+local replaced = 0
+local queue_empty = redis.call("LLEN", queue) == 0
+local claimed_upto = tonumber(redis.call("GET", claimed) or "0")
+for _, member in ipairs(redis.call("ZRANGE", ready, "-inf", t - lost_after, "BYSCORE", "LIMIT", 0, limit)) do
+  local ref, job_id = split(member)
+  local jkey = job_key(ref, job_id)
+  if redis.call("HGET", jkey, "state") ~= "ready" then
+    redis.call("ZREM", ready, member)
+  else
+    local dseq = tonumber(redis.call("HGET", jkey, "dseq") or "0")
+    if queue_empty or dseq == 0 or dseq <= claimed_upto then
+      dispatch(queue, jkey, job_id, true)
+      replaced = replaced + 1
+    end
+  end
+end
+return {retried, recovered, replaced}
