@@ -21,6 +21,7 @@ class System:
     processes: int
     pool: Literal["threads", "prefork"]
     concurrency: int | None = None  # None: Celery's default (the number of CPUs)
+    events: bool = True  # vtex-relay's TASK_EVENTS (plain Celery's default is off)
 
     @property
     def slots(self) -> int:
@@ -32,7 +33,8 @@ class System:
         name = "vtex-relay" if self.kind == "relay" else "plain Celery"
         per_process = self.slots // self.processes
         conc = str(per_process) if self.concurrency is not None else f"{per_process} (default)"
-        return f"{name}, {self.processes} x {self.pool} {conc}"
+        quiet = ", TASK_EVENTS off" if self.kind == "relay" and not self.events else ""
+        return f"{name}, {self.processes} x {self.pool} {conc}{quiet}"
 
     @property
     def queue(self) -> str:
@@ -51,6 +53,7 @@ class System:
         else:
             app = "bench.plain_celery"
             options += ["-Q", "bench-plain"]
+        env = {**env, "TASK_EVENTS": "true" if self.events else "false"}
         return [Worker(app, f"{tag}{i}", options, env) for i in range(self.processes)]
 
     def enqueue(self, prefix: str, count: int) -> tuple[int, float]:

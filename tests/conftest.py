@@ -64,10 +64,12 @@ def sandbox_process() -> Iterator[SandboxControl]:
         cwd=ROOT, env={**os.environ, "SANDBOX_APP_TOKEN": APP_TOKEN}, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     control = SandboxControl(SANDBOX_URL)
-    wait_for(_healthy(control, process), timeout=20, what="the sandbox to answer")
-    yield control
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        wait_for(_healthy(control, process), timeout=20, what="the sandbox to answer")
+        yield control
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def _healthy(control: SandboxControl, process: "subprocess.Popen[bytes]") -> Callable[[], bool]:

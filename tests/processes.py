@@ -58,23 +58,13 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start it and wait until it answers PING."""
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (scripts/test.sh installs it)"
+        # No persistence by default; a test that restarts Redis saves first (SHUTDOWN SAVE).
+        options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir]
         self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
+            [binary, "--port", str(self.port), *options], stdout=subprocess.DEVNULL
         )
         client = self.client()
         wait_for(lambda: _pings(client), timeout=10, what=f"redis-server on port {self.port}")
@@ -117,7 +107,11 @@ class Worker:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        wait_for(self._ready, timeout=30, what=f"worker {self.name} to be ready")
+        try:
+            wait_for(self._ready, timeout=30, what=f"worker {self.name} to be ready")
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
         return self
 
     def _ready(self) -> bool:

@@ -16,3 +16,14 @@ def _load(name: str) -> dict[str, Any]:
 SEED_INVOICE = _load("invoice")
 SEED_TRACKING_NUMBER = _load("tracking-number")
 SEED_TRACKING = _load("tracking")
+
+
+def invoice(number: str, value: int = 100) -> dict[str, Any]:
+    """A minimal valid invoice body: one item worth *value* cents."""
+    return {
+        "type": "Output",
+        "issuanceDate": "2024-01-31T18:25:43-05:00",
+        "invoiceNumber": number,
+        "invoiceValue": str(value),
+        "items": [{"id": "123", "price": value, "quantity": 1}],
+    }

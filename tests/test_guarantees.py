@@ -17,6 +17,7 @@ import redis
 from click.testing import CliRunner
 
 from tests.processes import Worker, wait_for
+from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.cli import cli
 from vtex_relay.messages import QUEUE
@@ -25,23 +26,13 @@ from vtex_relay.sandbox import RecordedRequest, SandboxControl
 OMS = "/api/oms/pvt/orders"
 
 
-def invoice(number: str) -> dict[str, Any]:
-    return {
-        "type": "Output",
-        "issuanceDate": "2024-01-31T18:25:43-05:00",
-        "invoiceNumber": number,
-        "invoiceValue": "10000",
-        "items": [{"id": "123", "price": 10000, "quantity": 1}],
-    }
-
-
 def tracking(description: str, delivered: bool = False) -> dict[str, Any]:
     event = {"city": "Rio", "state": "RJ", "description": description, "date": "2024-06-23"}
     return {"isDelivered": delivered, "deliveredDate": None, "events": [event]}
 
 
 def enqueue_order(order: str) -> None:
-    enqueue_invoice(order, invoice(f"NF-{order}"))
+    enqueue_invoice(order, invoice(f"NF-{order}", 10000))
     enqueue_tracking_number(order, f"NF-{order}", {"trackingNumber": f"T-{order}"})
     enqueue_tracking(order, f"NF-{order}", tracking("picked up"))
     enqueue_tracking(order, f"NF-{order}", tracking("delivered", delivered=True))
@@ -96,7 +87,7 @@ def test_an_unknown_outcome_is_reconciled_not_posted_again(
     sandbox: SandboxControl, worker: Worker
 ) -> None:
     sandbox.set_faults(rate_apply_drop=1.0)  # VTEX applies the POST, then drops the line
-    enqueue_invoice("o-drop", invoice("NF-drop"))
+    enqueue_invoice("o-drop", invoice("NF-drop", 10000))
     wait_for(lambda: applied(sandbox, "o-drop"), timeout=15, what="the POST to be applied")
     sandbox.set_faults(rate_apply_drop=0.0)  # the faults also hit GET: let reconciliation read
     worker.wait_for_log("already at VTEX (an earlier try landed)")
@@ -129,7 +120,7 @@ def test_a_poison_order_is_held_then_replayed_in_order(
 def test_discard_releases_the_next_job(sandbox: SandboxControl, worker: Worker) -> None:
     # A PATCH for an invoice VTEX does not have: 404, permanent.
     patch = enqueue_tracking_number("o-discard", "NF-x", {"trackingNumber": "T-1"})
-    enqueue_invoice("o-discard", invoice("NF-discard"))
+    enqueue_invoice("o-discard", invoice("NF-discard", 10000))
     wait_for(lambda: [e for e in _dlq() if e["jobId"] == patch], timeout=15, what="a dead PATCH")
     assert CliRunner().invoke(cli, ["dlq", "discard", patch]).exit_code == 0
     requests = sandbox.wait_for(lambda s: applied(s, "o-discard") or None, timeout=15)
@@ -140,7 +131,7 @@ def test_a_killed_worker_s_job_runs_again_within_the_lease(
     sandbox: SandboxControl, worker: Worker, redis_client: redis.Redis
 ) -> None:
     sandbox.set_faults(latency_ms=1500)  # keep the call in flight while the worker is killed
-    enqueue_invoice("o-kill", invoice("NF-kill"))
+    enqueue_invoice("o-kill", invoice("NF-kill", 10000))
     wait_for(lambda: sandbox.requests(order_id="o-kill"), timeout=15, what="the POST to start")
     worker.stop(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -169,7 +160,7 @@ def _dlq() -> list[dict[str, Any]]:
 def test_a_message_lost_by_a_killed_worker_is_replaced(
     sandbox: SandboxControl, redis_client: redis.Redis
 ) -> None:
-    enqueue_invoice("o-lost", invoice("NF-lost"))
+    enqueue_invoice("o-lost", invoice("NF-lost", 10000))
     # kombu takes a message off the list before recording it as unacknowledged: a worker
     # killed in between loses it. Do just that, with no worker running.
     assert redis_client.rpop(QUEUE) is not None

@@ -6,25 +6,15 @@ Measured where VTEX would see it: the sandbox counts the requests it receives pe
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from tests.processes import Worker, wait_for
+from tests.seed import invoice
 from vtex_relay import enqueue_invoice
 from vtex_relay.sandbox import SandboxControl
 
 RATE, BURST = 40, 5
-
-
-def invoice(number: str) -> dict[str, Any]:
-    return {
-        "type": "Output",
-        "issuanceDate": "2024-01-31",
-        "invoiceNumber": number,
-        "invoiceValue": "100",
-        "items": [{"id": "1", "price": 100, "quantity": 1}],
-    }
 
 
 @pytest.fixture

@@ -40,33 +40,35 @@ def flower(worker: Worker) -> Iterator[httpx.Client]:
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+    try:
 
-    def up() -> bool:
-        try:
-            return client.get("/healthcheck").status_code == 200
-        except httpx.TransportError:
-            return False
+        def up() -> bool:
+            try:
+                return client.get("/healthcheck").status_code == 200
+            except httpx.TransportError:
+                return False
 
-    wait_for(up, timeout=30, what="Flower to answer")
+        wait_for(up, timeout=30, what="Flower to answer")
 
-    warmups = itertools.count()
+        warmups = itertools.count()
 
-    # Flower answers before its event consumer is connected, and a job whose "received" event
-    # it missed shows without arguments: enqueue warm-up jobs until one shows with its own.
-    def shows_arguments() -> bool:
-        order = f"o-warmup-{next(warmups)}"  # its own order: a failed job holds its order
-        job = enqueue_tracking_number(order, "NF-0", {"trackingNumber": "T-0"})
-        try:
-            wait_for(lambda: order in client.get(f"/api/task/info/{job}").text, timeout=2)
-        except AssertionError:
-            return False
-        return True
+        # Flower answers before its event consumer is connected, and a job whose "received" event
+        # it missed shows without arguments: enqueue warm-up jobs until one shows with its own.
+        def shows_arguments() -> bool:
+            order = f"o-warmup-{next(warmups)}"  # its own order: a failed job holds its order
+            job = enqueue_tracking_number(order, "NF-0", {"trackingNumber": "T-0"})
+            try:
+                wait_for(lambda: order in client.get(f"/api/task/info/{job}").text, timeout=2)
+            except AssertionError:
+                return False
+            return True
 
-    wait_for(shows_arguments, timeout=30, what="Flower to receive task events")
-    yield client
-    client.close()
-    process.terminate()
-    process.wait(timeout=10)
+        wait_for(shows_arguments, timeout=30, what="Flower to receive task events")
+        yield client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def redis_contents(client: redis.Redis) -> str:

@@ -4,10 +4,11 @@
 program with one line naming the variable (``SystemExit``) instead of a traceback.
 """
 
+import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_init
+from celery.signals import after_setup_logger, celeryd_init
 
 from config import Settings, get_settings
 from vtex_relay.errors import ConfigurationError
@@ -26,10 +27,11 @@ def create_app(settings: Settings) -> Celery:
         # a result backend would only duplicate them.
         task_ignore_result=True,
         task_default_queue=QUEUE,
-        # Flower builds its task views from these events. No "task-sent" event: it costs the
-        # producer a second Redis write and a repr per job (enqueue ~30% slower); a job shows
-        # in Flower from the moment a worker receives it.
-        worker_send_task_events=True,
+        # Flower builds its task views from these events (TASK_EVENTS, on by default; they
+        # cost a worker ~0.35 ms of CPU a job, bench/results.md). No "task-sent" event: it costs
+        # the producer a second Redis write and a repr per job (enqueue ~30% slower); a job
+        # shows in Flower from the moment a worker receives it.
+        worker_send_task_events=settings.task_events,
         task_send_sent_event=False,
         # Delivery guarantees come from vtex_relay.ordering, not from Celery (docs/delivery.md).
         # Celery's part: ack after the try, one message reserved per thread (the backlog
@@ -62,6 +64,15 @@ def _settings_or_exit() -> Settings:
 
 
 app = create_app(_settings_or_exit())
+
+
+@after_setup_logger.connect
+def _one_line_per_job(**_: Any) -> None:
+    # Celery logs "received" and "succeeded" for every task; vtex-relay logs each try's
+    # outcome with its order (tasks/delivery.py). Three lines a job cost ~10% of a worker's
+    # CPU on the hot path; these two add nothing.
+    logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
 
 @celeryd_init.connect
