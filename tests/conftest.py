@@ -30,6 +30,7 @@ os.environ.update(
     VTEX_TIMEOUT="2",
     # Short waits so that retries and recoveries happen within a test's time.
     RETRY_BACKOFF_BASE="0.05",
+    RETRY_MAX_ATTEMPTS="30",  # injected faults must not kill jobs by chance (0.5^8 is not rare)
     RETRY_BACKOFF_MAX="0.5",
     LEASE_SECONDS="11",
     SWEEP_INTERVAL="0.2",

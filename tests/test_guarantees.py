@@ -72,7 +72,7 @@ def assert_in_order(requests: list[RecordedRequest], order: str) -> None:
 
 
 def test_retries_keep_each_order_in_order(sandbox: SandboxControl, worker: Worker) -> None:
-    sandbox.set_faults(rate_5xx=0.3, rate_429=0.2, retry_after=0)
+    sandbox.set_faults(rate_5xx=0.25, rate_429=0.1, retry_after=0)
     orders = [f"o-retry-{n}" for n in range(10)]
     for order in orders:
         enqueue_order(order)
