@@ -35,17 +35,26 @@ def free_port() -> int:
 
 
 def wait_for(
-    condition: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition"
+    condition: Callable[[], T | None],
+    *,
+    timeout: float = 20.0,
+    what: str | Callable[[], str] = "condition",
+    interval: float = 0.02,
 ) -> T:
-    """Poll *condition* until it returns a truthy value; fail after *timeout* seconds."""
+    """Poll *condition* until it returns a truthy value; fail after *timeout* seconds.
+
+    *what* names the awaited condition in the failure; a callable is called only then (to
+    describe the state that was reached, say).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {described}")
+        time.sleep(interval)  # the polling interval, not a synchronisation
 
 
 class RedisServer:

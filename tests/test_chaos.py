@@ -36,14 +36,14 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
 
-from tests.processes import Worker, text
+from tests.processes import Worker, text, wait_for
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.dead_letters import order_status
 from vtex_relay.messages import QUEUE
@@ -269,18 +269,6 @@ def running(fleet: Fleet, chaos: Chaos | None = None) -> Iterator[None]:
             if chaos.is_alive():
                 chaos.join(timeout=60)
         fleet.stop()
-
-
-def poll(condition: Callable[[], T | None], *, timeout: float, what: Callable[[], str]) -> T:
-    """Poll *condition* every 0.1 s (it may raise) until truthy; fail after *timeout* s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what()}")
-        time.sleep(0.1)
 
 
 # --- waiting and checking ---------------------------------------------------------------------
@@ -517,14 +505,16 @@ def scenario(
 
     with running(fleet, chaos):
         produce(orders, rng)
-        poll(progress, timeout=deadline, what=lambda: stuck_report(client, orders) + logs_hint())
+        wait_for(progress, timeout=deadline, interval=0.1,
+                 what=lambda: stuck_report(client, orders) + logs_hint())  # fmt: skip
         if chaos is not None:
             chaos.done.set()
             chaos.join(timeout=60)
             chaos.check()
         # Messages a killed worker had taken come back after kombu's visibility timeout and
         # are dropped at their claim; wait for that before calling the queues empty.
-        poll(lambda: drained(client), timeout=40, what=lambda: leftovers(client) + logs_hint())
+        wait_for(lambda: drained(client), timeout=40, interval=0.1,
+                 what=lambda: leftovers(client) + logs_hint())  # fmt: skip
         logs = fleet.logs()
     elapsed = time.monotonic() - started
 
