@@ -7,6 +7,7 @@ The settings (REDIS_URL, VTEX_*) come from the environment that script sets.
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_numbe
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-ORDER = "1172452900788-01"
+# A new order each run: the local Redis keeps its data (AOF) between runs, and vtex-relay
+# would rightly refuse to POST a second invoice for an order it has delivered one for.
+ORDER = f"{time.time_ns() // 1_000_000}-01"  # shaped like VTEX's ids: 1172452900788-01
 
 
 def main() -> int:
