@@ -47,11 +47,13 @@ def test_a_redis_restart_loses_nothing_and_the_worker_carries_on(
     after = [f"o-after-{n}" for n in range(10)]
     for order in after:
         enqueue_invoice(order, invoice(f"NF-{order}"))
-    wait_for(
-        lambda: delivered(sandbox, "o-") >= {*before, *after},
-        timeout=60,
-        what="every job enqueued before and after the restart to be delivered",
-    )
+
+    def missing() -> str:
+        lost = sorted({*before, *after} - delivered(sandbox, "o-"))
+        states = {o: redis_client.hgetall(f"vr:{{teststore:{o}}}:order") for o in lost[:3]}
+        return f"every job to be delivered; missing {lost}, orders {states}\n{worker.log()[-3000:]}"
+
+    wait_for(lambda: delivered(sandbox, "o-") >= {*before, *after}, timeout=60, what=missing)
     assert worker.process is not None
     assert worker.process.poll() is None  # the same worker process carried on
     posts = [r for r in sandbox.requests(method="POST") if r.applied_at is not None]

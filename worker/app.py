@@ -34,17 +34,20 @@ def create_app(settings: Settings) -> Celery:
         worker_send_task_events=settings.task_events,
         task_send_sent_event=False,
         # Delivery guarantees come from vtex_relay.ordering, not from Celery (docs/delivery.md).
-        # Celery's part: ack after the try, one message reserved per thread (the backlog
-        # stays in Redis, not in worker memory), no Celery retries or ETAs.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        # Celery's part: one message reserved per thread (the backlog stays in Redis, not in
+        # worker memory), no Celery retries or ETAs, and the ack as a task starts: a claimed
+        # job is covered by its lease and an unclaimed one by the lost-message sweep, so a late
+        # ack buys nothing, and late acks pending from pool threads when the broker connection
+        # drops can leave the worker consuming nothing after Redis comes back (celery#8030,
+        # celery#8091; seen here with the threads pool in tests/test_redis_restart.py).
+        task_acks_late=False,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "socket_connect_timeout": 5,
-            # A message a worker took but never claimed (it died in between) is put back by
-            # kombu after this long; a claimed job is recovered by our own lease sweep. A
-            # restored duplicate of a job already running or done is dropped at its claim.
+            # A message kombu holds as unacknowledged when its worker dies is put back after
+            # this long (a backstop: the sweep recovers such jobs too). A restored duplicate of
+            # a job already running or done is dropped at its claim.
             "visibility_timeout": settings.lease_seconds,
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
