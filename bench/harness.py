@@ -146,7 +146,23 @@ def machine_busy_seconds() -> float:
 # --- redis-server ----------------------------------------------------------------------------
 
 
-class RedisServer:
+class _Child:
+    """A subprocess the benchmark started: its pid, and stopping it (see ``_stop_process``)."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def _stop_child(self, tree: list[int] | None = None) -> None:
+        if self.process is not None:
+            _stop_process(self.process, tree=tree)
+            self.process = None
+
+
+class RedisServer(_Child):
     """A redis-server of the benchmark's own on a free port, no persistence."""
 
     def __init__(self) -> None:
@@ -173,15 +189,8 @@ class RedisServer:
         info = self.client().info("server")
         return str(info.get("redis_version", "?"))
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def stop(self) -> None:
-        if self.process is not None:
-            _stop_process(self.process)
-            self.process = None
+        self._stop_child()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -195,7 +204,7 @@ def _pings(client: redis.Redis) -> bool:
 # --- the sandbox -----------------------------------------------------------------------------
 
 
-class Sandbox:
+class Sandbox(_Child):
     """``python -m vtex_relay.sandbox --port 0`` as a subprocess; the port is read from stdout."""
 
     def __init__(self) -> None:
@@ -221,22 +230,15 @@ class Sandbox:
         found = re.search(r"listening on (http://\S+)", self._log.read_text(errors="replace"))
         return found.group(1) if found else None
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def stop(self) -> None:
-        if self.process is not None:
-            _stop_process(self.process)
-            self.process = None
+        self._stop_child()
         self._log.unlink(missing_ok=True)
 
 
 # --- Celery workers --------------------------------------------------------------------------
 
 
-class Worker:
+class Worker(_Child):
     """One ``celery -A APP worker`` subprocess, output to a log file, ready when it says so."""
 
     def __init__(self, app: str, name: str, options: Sequence[str], env: dict[str, str]) -> None:
@@ -269,11 +271,6 @@ class Worker:
             raise BenchError(f"worker {self.name} exited:\n{text[-3000:]}")
         return " ready." in text
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def errors(self) -> list[str]:
         """Log lines at ERROR/CRITICAL level or with a traceback (the first 5)."""
         lines = self.log_path.read_text(errors="replace").splitlines()
@@ -281,9 +278,7 @@ class Worker:
         return bad[:5]
 
     def stop(self, tree: list[int] | None = None) -> None:
-        if self.process is not None:
-            _stop_process(self.process, tree=tree)
-            self.process = None
+        self._stop_child(tree)
 
     def remove_log(self) -> None:
         self.log_path.unlink(missing_ok=True)
