@@ -22,9 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke run")
     parser.add_argument("--repeats", type=int, default=None, help="runs per figure (median)")
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).with_name("results.md"), help="results file"
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: bench/results.md for a "
+        "full run, bench/results-quick.md for --quick, so a smoke run never replaces the figures)",
     )
     args = parser.parse_args(argv)
+    if args.out is None:
+        name = "results-quick.md" if args.quick else "results.md"
+        args.out = Path(__file__).with_name(name)
     # SIGTERM, and SIGINT even when started in the background, run the clean-up below.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
