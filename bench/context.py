@@ -33,7 +33,7 @@ class Plan:
         if quick:
             return cls(True, repeats or 1, 5_000, 4.0, 8_000, (1_000, 5_000), 20_000, 6.0, (32,))
         return cls(False, repeats or 3, 20_000, 8.0, 40_000, (1_000, 10_000, 100_000), 100_000,
-                   15.0, (32, 50, 100))  # fmt: skip
+                   15.0, (32, 50))  # fmt: skip
 
 
 @dataclass

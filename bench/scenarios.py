@@ -25,7 +25,13 @@ from vtex_relay.messages import QUEUE as RELAY_QUEUE
 
 RELAY_PROCFILE = System("relay", 2, "threads", 32)
 PLAIN_PREFORK = System("plain", 2, "prefork")
-PLAIN_THREADS = System("plain", 2, "threads", 50)
+# Plain Celery's threads pool at vtex-relay's concurrency, and at 50 (the issue's figure).
+PLAIN_THREADS = (System("plain", 2, "threads", 32), System("plain", 2, "threads", 50))
+# Both with Celery task events on, as when Flower watches (it turns them on in every worker).
+WATCHED = (
+    System("relay", 2, "threads", 32, events=True),
+    System("plain", 2, "threads", 32, events=True),
+)
 MAX_DRAIN_SECONDS = 600.0
 
 
@@ -148,55 +154,73 @@ def _timeout(jobs: int, expected_rate: float) -> float:
     return min(MAX_DRAIN_SECONDS, max(60.0, 6 * jobs / max(expected_rate, 1.0)))
 
 
-def run_series(
-    ctx: Context, system: System, latency_ms: float, repeats: int, guess: float
-) -> Series:
-    """*repeats* runs; the first is sized from *guess* (jobs/s), the others from its rate."""
-    series = Series(system, latency_ms)
-    expected = guess
-    for _ in range(repeats):
-        jobs = _size(ctx, expected)
-        series.runs.append(
-            delivery_run(ctx, system, latency_ms, jobs, timeout=_timeout(jobs, expected))
-        )
-        expected = series.rate
-    return series
-
-
 def delivery(ctx: Context) -> tuple[list[Row], Series]:
-    """Every system at 0 ms then 100 ms; returns the rows and the best vtex-relay at 100 ms."""
+    """Every system at 0 ms, then at 100 ms; returns the rows and vtex-relay's 100 ms series.
+
+    The runs are interleaved (run 1 of every system, then run 2 of every system...), so that
+    a slow spell of a shared machine does not fall on one system's runs only.
+    """
     plan = ctx.plan
-    relays = [System("relay", 2, "threads", c) for c in plan.concurrencies]
-    # Plain Celery sends no task events by default: the same without them, like for like.
-    quiet = System("relay", 2, "threads", 32, events=False)
-    systems = [*relays, quiet, PLAIN_PREFORK, PLAIN_THREADS]
-    at_zero: dict[System, float] = {}
+    tries = [System("relay", 2, "threads", c) for c in plan.concurrencies if c != 32]
+    systems = [RELAY_PROCFILE, *tries, PLAIN_PREFORK, *PLAIN_THREADS, *WATCHED]
     all_series: list[Series] = []
     for latency in (0.0, 100.0):
-        for system in systems:
-            # Only the Procfile's concurrency is repeated; 50 and 100 are single tries.
-            tried = system.kind == "relay" and system != RELAY_PROCFILE
-            repeats = 1 if tried else plan.repeats
-            cpu_guess = at_zero.get(system, 300.0)
-            guess = cpu_guess if latency == 0 else min(cpu_guess, system.slots / (latency / 1000))
-            series = run_series(ctx, system, latency, repeats, guess)
-            if latency == 0:
-                at_zero[system] = series.rate
-            all_series.append(series)
-    rows: list[Row] = []
-    for series in all_series:
-        rows.append(_delivery_row(series))
-    hundred = [s for s in all_series if s.latency_ms == 100]
-    for series in hundred:
-        bound = series.system.slots / 0.1
+        series = {system: Series(system, latency) for system in systems}
+        for repeat in range(plan.repeats):
+            for system in systems:
+                if system in tries and repeat > 0:
+                    continue  # other concurrencies than the Procfile's: one try each
+                done = series[system]
+                expected = done.rate if done.runs else _guess(system, latency)
+                jobs = _size(ctx, expected)
+                done.runs.append(
+                    delivery_run(ctx, system, latency, jobs, timeout=_timeout(jobs, expected))
+                )
+        all_series += series.values()
+    rows = [_delivery_row(s) for s in all_series]
+    hundred = {s.system: s for s in all_series if s.latency_ms == 100}
+    zero = {s.system: s for s in all_series if s.latency_ms == 0}
+    for item in hundred.values():
+        bound = item.system.slots / 0.1
         rows.append(Row(
-            "3. ratio to the bound at 100 ms", series.system.label,
-            f"{series.rate / bound:.0%}", fmt_runs([r.rate / bound * 100 for r in series.runs]),
-            f"bound = {series.system.processes} processes x "
-            f"{series.system.slots // series.system.processes} / 0.1 s = {bound:,.0f} jobs/s",
+            "3. ratio to the bound at 100 ms", item.system.label,
+            f"{item.rate / bound:.0%}", fmt_runs([r.rate / bound * 100 for r in item.runs]),
+            f"bound = {item.system.processes} processes x "
+            f"{item.system.slots // item.system.processes} / 0.1 s = {bound:,.0f} jobs/s",
         ))  # fmt: skip
-    best = max((s for s in hundred if s.system.kind == "relay"), key=lambda s: s.rate)
-    return rows, best
+    rows += _targets(zero, hundred)
+    return rows, hundred[RELAY_PROCFILE]
+
+
+def _guess(system: System, latency_ms: float) -> float:
+    """A first run's expected rate (jobs/s), to size it; later runs use the measured rate."""
+    cpu_bound = 400.0
+    return cpu_bound if latency_ms == 0 else min(cpu_bound, system.slots / (latency_ms / 1000))
+
+
+def _targets(zero: dict[System, Series], hundred: dict[System, Series]) -> list[Row]:
+    """The issue's delivery targets, each as a ratio of two medians measured in this run."""
+    relay, watched_relay, watched_plain = RELAY_PROCFILE, WATCHED[0], WATCHED[1]
+    best = max((*PLAIN_THREADS, PLAIN_PREFORK), key=lambda s: hundred[s].rate)
+    same_pool = PLAIN_THREADS[0]
+
+    def ratio(table: dict[System, Series], ours: System, theirs: System, target: str) -> Row:
+        value = table[ours].rate / table[theirs].rate
+        return Row(
+            "7. against the targets",
+            f"{ours.label} / {theirs.label}, {table[ours].latency_ms:g} ms",
+            f"{value:.2f}x",
+            f"{fmt_rate(table[ours].rate)} / {fmt_rate(table[theirs].rate)}",
+            target,
+        )
+
+    return [
+        ratio(hundred, relay, PLAIN_PREFORK, "target >= 10x plain Celery's default workers"),
+        ratio(hundred, relay, best, "target >= 1x plain Celery's best pool measured here"),
+        ratio(zero, relay, same_pool, "target >= 0.8x plain Celery, same pool and concurrency"),
+        ratio(hundred, watched_relay, watched_plain, "like for like with Flower watching"),
+        ratio(zero, watched_relay, watched_plain, "like for like with Flower watching"),
+    ]
 
 
 def _delivery_row(series: Series) -> Row:

@@ -21,7 +21,7 @@ class System:
     processes: int
     pool: Literal["threads", "prefork"]
     concurrency: int | None = None  # None: Celery's default (the number of CPUs)
-    events: bool = True  # vtex-relay's TASK_EVENTS (plain Celery's default is off)
+    events: bool = False  # Celery task events (both default to off; Flower turns them on)
 
     @property
     def slots(self) -> int:
@@ -33,8 +33,8 @@ class System:
         name = "vtex-relay" if self.kind == "relay" else "plain Celery"
         per_process = self.slots // self.processes
         conc = str(per_process) if self.concurrency is not None else f"{per_process} (default)"
-        quiet = ", TASK_EVENTS off" if self.kind == "relay" and not self.events else ""
-        return f"{name}, {self.processes} x {self.pool} {conc}{quiet}"
+        events = ", task events on" if self.events else ""
+        return f"{name}, {self.processes} x {self.pool} {conc}{events}"
 
     @property
     def queue(self) -> str:
@@ -53,6 +53,8 @@ class System:
         else:
             app = "bench.plain_celery"
             options += ["-Q", "bench-plain"]
+        if self.events:
+            options.append("--task-events")  # -E; vtex-relay's TASK_EVENTS=true does the same
         env = {**env, "TASK_EVENTS": "true" if self.events else "false"}
         return [Worker(app, f"{tag}{i}", options, env) for i in range(self.processes)]
 

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=45.0, ge=1)
     sweep_interval: float = Field(default=0.25, gt=0, le=60)
     job_retention_days: float = Field(default=30.0, gt=0)
-    task_events: bool = True
+    task_events: bool = False  # Flower turns events on while it watches
     vtex_rate_limit: float = Field(default=100.0, ge=0)
     vtex_rate_burst: float = Field(default=10.0, ge=0)
     vtex_account_rates: dict[Account, AccountRate] = {}

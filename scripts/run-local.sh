@@ -17,6 +17,7 @@ export VTEX_ACCOUNT=${VTEX_ACCOUNT:-sandboxstore}
 export VTEX_APP_KEY=vtexappkey-sandboxstore-LOCAL
 export VTEX_APP_TOKEN=local-sandbox-token-not-a-secret
 export VTEX_BASE_URL="http://127.0.0.1:${SANDBOX_PORT}/{account}"
+export TASK_EVENTS=true  # Flower shows the demo's jobs, even those done before it turns events on
 export PATH="$PWD/.venv/bin:$PATH"
 RUN_DIR=.run
 mkdir -p "$RUN_DIR/redis"

@@ -18,14 +18,12 @@ sandbox's request log and from Redis:
 - ``invoicePosts == {number: 1}``: the invoice applied exactly once;
 - ordering: no write request of job k+1 was received before job k was applied, nor before the
   last write request of job k was received (one job of an order at a time);
-- Redis: every job ``done``, the order ``idle``; the Celery queue, kombu's unacked messages,
-  ``vr:delayed``, ``vr:leases`` and ``vr:dead`` are empty.
+- Redis: every job ``done``, the order ``idle``; the Celery queue, ``vr:delayed``,
+  ``vr:leases`` and ``vr:dead`` are empty, and kombu kept no "unacked" copy (its ack emulation
+  is off: worker/app.py).
 
-A run that does not finish fails with the stuck orders' head jobs as Redis holds them and where
-their messages are. Known failure (kill test, rare at 1-3 s between kills, frequent at 0.3-1 s):
-a job ``ready`` with ``tries`` unchanged and no message in the queue or in kombu's unacked: a
-worker took the message (BRPOP) and was killed before kombu recorded it as unacked, and
-nothing in vtex-relay re-dispatches a ``ready`` job.
+A run that does not finish fails with the stuck orders' head jobs as Redis holds them and
+whether their messages are in the queue.
 """
 
 import contextlib
@@ -62,9 +60,8 @@ ANSWER_LOST = ("apply_drop", "apply_stall")
 FAULT_KINDS = ("429", "5xx", "timeout", *ANSWER_LOST)
 RECONCILED_LOG = "already at VTEX"
 RECOVERED_LOG = re.compile(r"(\d+) jobs recovered from expired leases")
-# kombu's Redis transport keeps messages taken but not yet acknowledged here.
+# Where kombu's Redis transport would copy the messages it takes, were its ack emulation on.
 UNACKED = ("unacked", "unacked_index")
-UNACKED_MUTEX = "unacked_mutex"  # held while a worker restores them
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -287,10 +284,9 @@ def all_idle(client: redis.Redis, orders: Sequence[PlannedOrder]) -> bool:
 
 def stuck_report(client: redis.Redis, orders: Sequence[PlannedOrder], limit: int = 8) -> str:
     """The orders not idle yet, each with its head job as Redis holds it, and where that job's
-    messages are (Celery queue, kombu's unacked): for a time-out's message.
+    messages are (Celery queue): for a time-out's message.
     """
     queued = [text(m) for m in client.lrange(QUEUE, 0, -1)]
-    unacked = [text(m) for m in client.hvals(UNACKED[0])]
     lines = []
     for order, state in zip(orders, order_states(client, orders), strict=True):
         if state == "idle":
@@ -302,8 +298,7 @@ def stuck_report(client: redis.Redis, orders: Sequence[PlannedOrder], limit: int
             lines.append(
                 f"  {order.order_id}: order {state} head={status.head}; {job.kind} job "
                 f"{job.job_id} {fields} attempts={[a.outcome for a in job.attempts]} "
-                f"messages: queue={sum(job.job_id in m for m in queued)} "
-                f"unacked={sum(job.job_id in m for m in unacked)}"
+                f"messages in the queue: {sum(job.job_id in m for m in queued)}"
             )
         if len(lines) == limit:
             break
@@ -329,15 +324,9 @@ def leftovers(client: redis.Redis) -> str:
         LEASES: client.zcard(LEASES),
         DEAD: client.hlen(DEAD),
         UNACKED[0]: client.hlen(UNACKED[0]),
+        UNACKED[1]: client.zcard(UNACKED[1]),
     }
-    now = time.time()  # kombu scores unacked messages with the worker's clock
-    scores = client.zrange(UNACKED[1], 0, -1, withscores=True)
-    ages = [round(now - float(entry[1])) for entry in scores if isinstance(entry, tuple)]
-    mutex_ttl = client.ttl(UNACKED_MUTEX)
-    return (
-        f"the queues to drain, still {sizes}; unacked ages {ages[:10]} s; "
-        f"{UNACKED_MUTEX} TTL {mutex_ttl} s (held by {text(client.get(UNACKED_MUTEX))})"
-    )
+    return f"the queues to drain, still {sizes}"
 
 
 def job_of(order: PlannedOrder, request: RecordedRequest) -> int | None:
@@ -511,8 +500,8 @@ def scenario(
             chaos.done.set()
             chaos.join(timeout=60)
             chaos.check()
-        # Messages a killed worker had taken come back after kombu's visibility timeout and
-        # are dropped at their claim; wait for that before calling the queues empty.
+        # A lost message's replacement may still be queued behind its job's end; it is dropped
+        # at its claim: wait for that before calling the queues empty.
         wait_for(lambda: drained(client), timeout=40, interval=0.1,
                  what=lambda: leftovers(client) + logs_hint())  # fmt: skip
         logs = fleet.logs()

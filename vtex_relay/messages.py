@@ -18,7 +18,7 @@ from celery import Celery
 from vtex_relay.jobs import Job
 
 # Each dispatch replaces it with a fresh tag (job id and dispatch count), so kombu's
-# unacked bookkeeping never mixes up two deliveries of one job.
+# in-memory bookkeeping of a worker's messages never mixes up two deliveries of one job.
 DELIVERY_TAG_PLACEHOLDER = "__VTEX_RELAY_DELIVERY_TAG__"
 
 # The Celery queue (a Redis list) that workers consume.

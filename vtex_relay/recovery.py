@@ -3,10 +3,10 @@
 Every ``SWEEP_INTERVAL`` seconds it re-publishes the jobs whose retry wait is over, the
 jobs whose worker's lease ran out (the worker died or hung mid-call), and the jobs whose
 message was lost after ``LEASE_SECONDS`` (a worker killed between kombu taking the message
-off the queue and recording it, a revoked task, a Redis write lost). Each sweep is one
+off the queue and the claim, a revoked task, a Redis write lost). Each sweep is one
 atomic script, so any number of workers can sweep at once; a job is dispatched by one of
 them only. A job stranded by a dead worker therefore runs again within
-``LEASE_SECONDS + SWEEP_INTERVAL`` — not after kombu's visibility timeout.
+``LEASE_SECONDS + SWEEP_INTERVAL``; kombu's own redelivery (ack emulation) is off.
 """
 
 import logging

@@ -27,8 +27,10 @@ def create_app(settings: Settings) -> Celery:
         # a result backend would only duplicate them.
         task_ignore_result=True,
         task_default_queue=QUEUE,
-        # Flower builds its task views from these events (TASK_EVENTS, on by default; they
-        # cost a worker ~0.35 ms of CPU a job, bench/results.md). No "task-sent" event: it costs
+        # Flower builds its task views from these events. Off by default, as in Celery: Flower
+        # turns them on in every worker while it runs (enable_events every 5 s), so they cost
+        # CPU (~15% of a worker's, bench/results.md) only while someone watches; TASK_EVENTS=true
+        # sends them from the first job. No "task-sent" event: it costs
         # the producer a second Redis write and a repr per job (enqueue ~30% slower); a job
         # shows in Flower from the moment a worker receives it.
         worker_send_task_events=settings.task_events,
@@ -45,15 +47,14 @@ def create_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "socket_connect_timeout": 5,
-            # A message kombu holds as unacknowledged when its worker dies is put back after
-            # this long (a backstop: the sweep recovers such jobs too). A restored duplicate of
-            # a job already running or done is dropped at its claim.
-            "visibility_timeout": settings.lease_seconds,
-            "unacked_restore_interval": 5,
-            "unacked_restore_throttle": 1,
-            # kombu's restore takes a lock; a worker killed holding it would stop every
-            # restore for the default 300 s.
-            "unacked_mutex_expire": 15,
+            # kombu's ack emulation copies every message into an "unacked" hash in Redis and
+            # deletes it at the ack: two more Redis transactions a job (a quarter of a worker's
+            # CPU, bench/results.md), and a redelivery after visibility_timeout that runs a
+            # slow job twice. vtex-relay needs neither: a claimed job is covered by its lease,
+            # a lost message by the sweep (docs/delivery.md). Without it, kombu still counts
+            # prefetched messages in memory (the prefetch limit holds) and puts them back on the
+            # queue when a worker shuts down.
+            "ack_emulation": False,
         },
     )
     return app

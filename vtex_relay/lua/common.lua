@@ -23,10 +23,10 @@ end
 -- whose time has come (a retry, a rate-limit slot, a recovery) goes there, ahead of the
 -- backlog, since waiting behind it would make it late.
 --
--- A message can still be lost after the push: kombu takes it off the list (BRPOP) before it
--- records it as unacknowledged, so a worker killed in between loses it. Every ready job is
--- therefore listed in vr:ready with the time it became ready, until claimed, and the sweep
--- dispatches again a job that stayed ready too long (sweep.lua). To tell "lost" from "still
+-- A message can still be lost after the push: kombu takes it off the list (BRPOP) and keeps
+-- no copy in Redis (ack emulation is off, worker/app.py), so a worker killed before the claim
+-- loses it. Every ready job is therefore listed in vr:ready with the time it became ready,
+-- until claimed, and the sweep dispatches again a job that stayed ready too long (sweep.lua). To tell "lost" from "still
 -- waiting behind a long backlog", a job pushed at the back gets a number from vr:dispatched;
 -- the claim records the highest number claimed: the list is first in, first out, so a job
 -- whose number is below that was taken off the list already.
