@@ -12,8 +12,10 @@ Guarantees (see docs/delivery.md for the states and why each crash point is safe
 """
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, NamedTuple
@@ -116,17 +118,23 @@ class Ordering:
     def enqueue(
         self, jobs: Iterable[tuple[Job, str]], batch: int = 1000
     ) -> Iterator[tuple[Job, Enqueued]]:
-        """Append each (job, message) to its order, in order, a pipeline per *batch* jobs."""
-        chunk: list[tuple[Job, str]] = []
-        for item in jobs:
-            chunk.append(item)
-            if len(chunk) == batch:
-                yield from self._enqueue_chunk(chunk)
-                chunk = []
-        if chunk:
-            yield from self._enqueue_chunk(chunk)
+        """Append each (job, message) to its order, in order, a pipeline per *batch* jobs.
 
-    def _enqueue_chunk(self, chunk: Sequence[tuple[Job, str]]) -> list[tuple[Job, Enqueued]]:
+        One pipeline is in flight at a time, sent from a second thread: while Redis runs one
+        batch's scripts (a socket wait, the GIL released), this thread takes the next batch
+        from *jobs*, which is where a producer's validation and message building happen.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtex-relay-enqueue") as sender:
+            in_flight: Future[list[tuple[Job, Enqueued]]] | None = None
+            for chunk in _chunks(jobs, batch):
+                pipe = self._enqueue_pipeline(chunk)
+                if in_flight is not None:
+                    yield from in_flight.result()
+                in_flight = sender.submit(_replies, chunk, pipe)
+            if in_flight is not None:
+                yield from in_flight.result()
+
+    def _enqueue_pipeline(self, chunk: Sequence[tuple[Job, str]]) -> "redis.client.Pipeline":
         pipe = self.client.pipeline(transaction=False)
         for job, message in chunk:
             ref = OrderRef.of(job)
@@ -137,8 +145,7 @@ class Ordering:
                       job.invoice_number or "", job.enqueued_at.isoformat()],
                 client=pipe,
             )  # fmt: skip
-        replies = pipe.execute()
-        return [(job, _enqueued(reply)) for (job, _), reply in zip(chunk, replies, strict=True)]
+        return pipe
 
     def invoices(self, refs: Sequence[OrderRef]) -> list[tuple[str, str, str, str] | None]:
         """For each order, its invoice job as (job_id, digest, number, state), or None.
@@ -149,13 +156,19 @@ class Ordering:
         for ref in refs:
             pipe.hmget(ref.key("order"), ["invoice_job", "invoice_digest", "invoice_number"])
         rows = [[_text(v) if v is not None else None for v in row] for row in pipe.execute()]
+        # The state of each invoice job found; an order without one needs no second read.
         for ref, (job_id, *_rest) in zip(refs, rows, strict=True):
-            pipe.hget(ref.job_key(job_id or "-"), "state")
-        states = pipe.execute()
+            if job_id is not None:
+                pipe.hget(ref.job_key(job_id), "state")
+        states = iter(pipe.execute())
         found: list[tuple[str, str, str, str] | None] = []
-        for (job_id, digest, number), state in zip(rows, states, strict=True):
+        for job_id, digest, number in rows:
+            if job_id is None:
+                found.append(None)
+                continue
+            state = next(states)
             state_text = _text(state) if state is not None else "done"
-            if job_id is None or state_text == "discarded":
+            if state_text == "discarded":
                 found.append(None)
             else:
                 found.append((job_id, digest or "", number or "", state_text))
@@ -245,3 +258,16 @@ def _enqueued(reply: Any) -> Enqueued:
     if parts[0] == "conflict":
         return Enqueued("conflict", parts[1], parts[2], parts[3])
     return Enqueued("duplicate" if parts[0] == "duplicate" else "enqueued", parts[1])
+
+
+def _chunks(items: Iterable[tuple[Job, str]], size: int) -> Iterator[list[tuple[Job, str]]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _replies(
+    chunk: Sequence[tuple[Job, str]], pipe: "redis.client.Pipeline"
+) -> list[tuple[Job, Enqueued]]:
+    replies = pipe.execute()
+    return [(job, _enqueued(reply)) for (job, _), reply in zip(chunk, replies, strict=True)]
