@@ -15,7 +15,6 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, NamedTuple
@@ -118,23 +117,12 @@ class Ordering:
     def enqueue(
         self, jobs: Iterable[tuple[Job, str]], batch: int = 1000
     ) -> Iterator[tuple[Job, Enqueued]]:
-        """Append each (job, message) to its order, in order, a pipeline per *batch* jobs.
+        """Append each (job, message) to its order, in order, a pipeline per *batch* jobs."""
+        iterator = iter(jobs)
+        while chunk := list(itertools.islice(iterator, batch)):
+            yield from self._enqueue_chunk(chunk)
 
-        One pipeline is in flight at a time, sent from a second thread: while Redis runs one
-        batch's scripts (a socket wait, the GIL released), this thread takes the next batch
-        from *jobs*, which is where a producer's validation and message building happen.
-        """
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtex-relay-enqueue") as sender:
-            in_flight: Future[list[tuple[Job, Enqueued]]] | None = None
-            for chunk in _chunks(jobs, batch):
-                pipe = self._enqueue_pipeline(chunk)
-                if in_flight is not None:
-                    yield from in_flight.result()
-                in_flight = sender.submit(_replies, chunk, pipe)
-            if in_flight is not None:
-                yield from in_flight.result()
-
-    def _enqueue_pipeline(self, chunk: Sequence[tuple[Job, str]]) -> "redis.client.Pipeline":
+    def _enqueue_chunk(self, chunk: Sequence[tuple[Job, str]]) -> list[tuple[Job, Enqueued]]:
         pipe = self.client.pipeline(transaction=False)
         for job, message in chunk:
             ref = OrderRef.of(job)
@@ -145,7 +133,8 @@ class Ordering:
                       job.invoice_number or "", job.enqueued_at.isoformat()],
                 client=pipe,
             )  # fmt: skip
-        return pipe
+        replies = pipe.execute()
+        return [(job, _enqueued(reply)) for (job, _), reply in zip(chunk, replies, strict=True)]
 
     def invoices(self, refs: Sequence[OrderRef]) -> list[tuple[str, str, str, str] | None]:
         """For each order, its invoice job as (job_id, digest, number, state), or None.
@@ -258,16 +247,3 @@ def _enqueued(reply: Any) -> Enqueued:
     if parts[0] == "conflict":
         return Enqueued("conflict", parts[1], parts[2], parts[3])
     return Enqueued("duplicate" if parts[0] == "duplicate" else "enqueued", parts[1])
-
-
-def _chunks(items: Iterable[tuple[Job, str]], size: int) -> Iterator[list[tuple[Job, str]]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
-def _replies(
-    chunk: Sequence[tuple[Job, str]], pipe: "redis.client.Pipeline"
-) -> list[tuple[Job, Enqueued]]:
-    replies = pipe.execute()
-    return [(job, _enqueued(reply)) for (job, _), reply in zip(chunk, replies, strict=True)]
