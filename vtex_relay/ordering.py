@@ -14,6 +14,7 @@ Guarantees (see docs/delivery.md for the states and why each crash point is safe
 import hashlib
 import itertools
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +25,7 @@ from redis.commands.core import Script
 
 from vtex_relay.jobs import Job
 from vtex_relay.messages import QUEUE
+from vtex_relay.pipelining import overlapped
 
 DELAYED = "vr:delayed"
 LEASES = "vr:leases"
@@ -117,24 +119,38 @@ class Ordering:
     def enqueue(
         self, jobs: Iterable[tuple[Job, str]], batch: int = 1000
     ) -> Iterator[tuple[Job, Enqueued]]:
-        """Append each (job, message) to its order, in order, a pipeline per *batch* jobs."""
+        """Append each (job, message) to its order, in order: a single job in one script call,
+        more in pipelines of *batch* jobs, each sent while Redis runs the one before."""
         iterator = iter(jobs)
-        while chunk := list(itertools.islice(iterator, batch)):
-            yield from self._enqueue_chunk(chunk)
+        first = list(itertools.islice(iterator, 2))
+        if len(first) == 1:
+            job, message = first[0]
+            keys, args = self._enqueue_call(job, message)
+            yield job, _enqueued(self._enqueue(keys=keys, args=args))
+            return
+        if not first:
+            return
+        # The pipelined calls are plain EVALSHAs: redis-py reloads a script only for one call.
+        self.client.script_load(self._enqueue.script)
+        sent: deque[list[tuple[Job, str]]] = deque()
 
-    def _enqueue_chunk(self, chunk: Sequence[tuple[Job, str]]) -> list[tuple[Job, Enqueued]]:
-        pipe = self.client.pipeline(transaction=False)
-        for job, message in chunk:
-            ref = OrderRef.of(job)
-            digest = body_digest(job.body) if job.kind == "invoice" else ""
-            self._enqueue(
-                keys=[ref.key("order"), ref.key("seqs"), ref.job_key(job.job_id), self.queue],
-                args=[ref.tag, job.job_id, job.kind, message, digest,
-                      job.invoice_number or "", job.enqueued_at.isoformat()],
-                client=pipe,
-            )  # fmt: skip
-        replies = pipe.execute()
-        return [(job, _enqueued(reply)) for (job, _), reply in zip(chunk, replies, strict=True)]
+        def commands() -> Iterator[list[list[Any]]]:
+            for chunk in _chunks(itertools.chain(first, iterator), batch):
+                sent.append(chunk)
+                yield [["EVALSHA", self._enqueue.sha, 4, *keys, *args]
+                       for keys, args in (self._enqueue_call(*pair) for pair in chunk)]  # fmt: skip
+
+        for replies in overlapped(self.client, commands()):
+            chunk = sent.popleft()
+            yield from ((job, _enqueued(r)) for (job, _), r in zip(chunk, replies, strict=True))
+
+    def _enqueue_call(self, job: Job, message: str) -> tuple[list[str], list[str]]:
+        ref = OrderRef.of(job)
+        digest = body_digest(job.body) if job.kind == "invoice" else ""
+        keys = [ref.key("order"), ref.key("seqs"), ref.job_key(job.job_id), self.queue]
+        args = [ref.tag, job.job_id, job.kind, message, digest, job.invoice_number or "",
+                job.enqueued_at.isoformat()]  # fmt: skip
+        return keys, args
 
     def invoices(self, refs: Sequence[OrderRef]) -> list[tuple[str, str, str, str] | None]:
         """For each order, its invoice job as (job_id, digest, number, state), or None.
@@ -236,6 +252,12 @@ def _script(client: "redis.Redis", name: str) -> Script:
     folder = resources.files("vtex_relay") / "lua"
     source = (folder / "common.lua").read_text() + (folder / f"{name}.lua").read_text()
     return Script(client, source)
+
+
+def _chunks(items: Iterable[tuple[Job, str]], size: int) -> Iterator[list[tuple[Job, str]]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _text(value: Any) -> str:

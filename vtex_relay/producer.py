@@ -229,6 +229,6 @@ def _unreachable(exc: BaseException, sent: int) -> str:
         return f"cannot reach Redis at {url} ({exc}); nothing was enqueued"
     return (
         f"cannot reach Redis at {url} ({exc}); the first {sent} job(s) were enqueued, the next "
-        "1,000 may or may not be, the rest were not (enqueueing the same Job objects again is "
+        "2,000 may or may not be, the rest were not (enqueueing the same Job objects again is "
         "safe: a job id already enqueued is not enqueued twice)"
     )

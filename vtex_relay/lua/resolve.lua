@@ -13,7 +13,7 @@ redis.call("HDEL", dead, job_id)
 if action == "replay" then
   redis.call("HSET", jkey, "tries", 0)
   redis.call("HSET", order_key(ref), "state", "active")
-  dispatch(queue, jkey, job_id)
+  dispatch(queue, ref, job_id)
 else
   redis.call("HSET", jkey, "state", "discarded")
   redis.call("HSET", discarded, job_id, ref)

@@ -21,7 +21,7 @@ for _, member in ipairs(redis.call("ZRANGE", delayed, "-inf", t, "BYSCORE", "LIM
   local jkey = job_key(ref, job_id)
   if redis.call("HGET", jkey, "state") == "retrying" then
     redis.call("HDEL", jkey, "due_at")
-    dispatch(queue, jkey, job_id, true)
+    dispatch(queue, ref, job_id, true)
     retried = retried + 1
   end
 end
@@ -33,7 +33,7 @@ for _, member in ipairs(redis.call("ZRANGE", leases, "-inf", t, "BYSCORE", "LIMI
   if redis.call("HGET", jkey, "state") == "running" and until_ <= t then
     redis.call("HSET", jkey, "uncertain", 1)
     redis.call("HDEL", jkey, "lease_token", "lease_until")
-    dispatch(queue, jkey, job_id, true)
+    dispatch(queue, ref, job_id, true)
     recovered = recovered + 1
   end
 end
@@ -48,7 +48,7 @@ for _, member in ipairs(redis.call("ZRANGE", ready, "-inf", t - lost_after, "BYS
   else
     local dseq = tonumber(redis.call("HGET", jkey, "dseq") or "0")
     if queue_empty or dseq == 0 or dseq <= claimed_upto then
-      dispatch(queue, jkey, job_id, true)
+      dispatch(queue, ref, job_id, true)
       replaced = replaced + 1
     end
   end

@@ -1,0 +1,101 @@
+"""Overlapped pipelines (vtex_relay.pipelining) and the batched enqueue built on them."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from vtex_relay.jobs import Job
+from vtex_relay.messages import build_message, read_message
+from vtex_relay.ordering import Enqueued, Ordering, OrderRef
+from vtex_relay.pipelining import Command, overlapped
+
+QUEUE = "test-pipelining"
+APP = Celery("test-pipelining")
+
+
+def _pushes(*batches: range) -> list[list[Command]]:
+    return [[("RPUSH", "log", str(n)) for n in batch] for batch in batches]
+
+
+def test_each_batch_s_replies_come_back_in_order(redis_client: "redis.Redis") -> None:
+    replies = list(overlapped(redis_client, _pushes(range(3), range(3, 3), range(3, 5))))
+
+    assert replies == [[1, 2, 3], [4, 5]]  # RPUSH answers the list's length; empty batch skipped
+    assert redis_client.lrange("log", 0, -1) == [b"0", b"1", b"2", b"3", b"4"]
+
+
+def test_a_failing_source_still_hands_back_the_batch_already_sent(
+    redis_client: "redis.Redis",
+) -> None:
+    def batches() -> Iterator[list[Command]]:
+        yield from _pushes(range(2))
+        raise ValueError("the producer's job source failed")
+
+    received: list[list[Any]] = []
+    with pytest.raises(ValueError, match="job source failed"):
+        received.extend(overlapped(redis_client, batches()))
+
+    assert received == [[1, 2]]
+    assert redis_client.llen("log") == 2
+
+
+def test_an_error_reply_is_raised_and_leaves_no_reply_behind(
+    redis_client: "redis.Redis",
+) -> None:
+    redis_client.set("not-a-list", "x")
+    bad = [("RPUSH", "log", "a"), ("RPUSH", "not-a-list", "b"), ("RPUSH", "log", "c")]
+
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        list(overlapped(redis_client, [bad, *_pushes(range(2))]))
+
+    # The pool's connections answer their own commands, not a leftover reply.
+    assert redis_client.ping() is True
+    assert list(overlapped(redis_client, [[("LLEN", "log")]])) == [[redis_client.llen("log")]]
+
+
+def test_a_consumer_that_stops_early_leaves_no_reply_behind(
+    redis_client: "redis.Redis",
+) -> None:
+    replies = overlapped(redis_client, _pushes(range(2), range(2, 4), range(4, 6)))
+    assert next(replies) == [1, 2]
+    replies.close()
+
+    assert redis_client.get("absent") is None
+    assert redis_client.llen("log") == 4  # batch 2 was sent before batch 1's replies came back
+
+
+def _job(order_id: str, kind: str, n: int) -> tuple[Job, str]:
+    if kind == "invoice":
+        job = Job(kind="invoice", account="acme", order_id=order_id, invoice_number=f"NF{n}",
+                  body={"invoiceNumber": f"NF{n}"})  # fmt: skip
+    else:
+        job = Job(kind="tracking", account="acme", order_id=order_id, invoice_number="NF0",
+                  body={"n": n})  # fmt: skip
+    return job, build_message(APP, job, QUEUE)
+
+
+def test_a_batched_enqueue_keeps_each_order_s_jobs_in_order_across_pipelines(
+    redis_client: "redis.Redis",
+) -> None:
+    # Two orders interleaved over pipelines of 3 jobs; order B gets a second, different invoice.
+    items = [
+        _job("A-01", "invoice", 0), _job("B-01", "invoice", 0), _job("A-01", "tracking", 1),
+        _job("B-01", "tracking", 2), _job("A-01", "tracking", 3), _job("B-01", "invoice", 9),
+        _job("A-01", "tracking", 4),
+    ]  # fmt: skip
+
+    results = [result for _job, result in Ordering(redis_client, QUEUE).enqueue(items, batch=3)]
+
+    b_invoice = items[1][0].job_id
+    assert [r.verdict for r in results] == ["enqueued"] * 5 + ["conflict", "enqueued"]
+    assert results[5] == Enqueued("conflict", b_invoice, "NF0", "ready")
+    for order_id, wanted in (("A-01", [0, 2, 4, 6]), ("B-01", [1, 3])):
+        seqs = redis_client.hgetall(OrderRef("acme", order_id).key("seqs"))
+        in_order = [seqs[str(seq).encode()] for seq in range(1, len(seqs) + 1)]
+        assert in_order == [items[i][0].job_id.encode() for i in wanted]
+    # Only each order's first job is ready, so only those two have a message.
+    heads = [read_message(raw)[1]["job_id"] for raw in redis_client.lrange(QUEUE, 0, -1)]
+    assert sorted(heads) == sorted([items[0][0].job_id, b_invoice])
