@@ -31,9 +31,9 @@ class Plan:
     @classmethod
     def make(cls, quick: bool, repeats: int | None) -> Plan:
         if quick:
-            return cls(True, repeats or 1, 5_000, 4.0, 8_000, (1_000, 5_000), 20_000, 6.0, (32,))
+            return cls(True, repeats or 1, 5_000, 4.0, 8_000, (1_000, 5_000), 20_000, 6.0, (64,))
         return cls(False, repeats or 3, 20_000, 8.0, 40_000, (1_000, 10_000, 100_000), 100_000,
-                   15.0, (32, 50))  # fmt: skip
+                   15.0, (64, 32))  # fmt: skip
 
 
 @dataclass

@@ -55,8 +55,9 @@ class OmsClient:
                 _TOKEN_HEADER: token.get_secret_value(),
             },
             timeout=settings.vtex_timeout,
-            # Sized for a worker running many concurrent calls to a handful of hosts.
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+            # Up to 100 calls in flight (the Procfile runs 64 threads), each keeping its connection
+            # open between calls: a pool smaller than the threads reconnects on every call.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
             follow_redirects=False,  # a redirect would resend the credentials elsewhere
             transport=transport,
         )
