@@ -39,7 +39,7 @@ def client() -> httpx.Client:
                     "X-VTEX-API-AppToken": os.environ["VTEX_APP_TOKEN"],
                 },
                 timeout=float(os.environ.get("VTEX_TIMEOUT", "10")),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
             )
         return _client
 

@@ -55,9 +55,10 @@ class OmsClient:
                 _TOKEN_HEADER: token.get_secret_value(),
             },
             timeout=settings.vtex_timeout,
-            # Up to 100 calls in flight (the Procfile runs 64 threads), each keeping its connection
-            # open between calls: a pool smaller than the threads reconnects on every call.
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+            # Up to 100 calls in flight. Keeping more than 50 idle connections costs more CPU than
+            # it saves: httpcore checks every pooled connection on each request (measured with
+            # 64 threads: 1.3 -> 1.8 ms of CPU a job with 100 kept alive).
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
             follow_redirects=False,  # a redirect would resend the credentials elsewhere
             transport=transport,
         )
