@@ -121,7 +121,7 @@ def enqueue(job: Job) -> str:
 
 
 def enqueue_many(jobs: Iterable[Job]) -> list[Enqueued]:
-    """Enqueue validated jobs in order, a Redis pipeline round trip per 1,000 jobs.
+    """Enqueue validated jobs in order: one script call for one job, else pipelines of 1,000.
 
     Each result says whether the job was enqueued, was a duplicate of an existing invoice
     (with that job's id) or conflicts with one (nothing enqueued for that job).
