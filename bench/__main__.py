@@ -45,12 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ctx.setup()
         # Imported only now: vtex-relay reads its settings from the environment set above.
-        from bench import scenarios
+        from bench import comparison, scenarios
 
         info("1/4 enqueue rates")
         rows += scenarios.enqueue_rates(ctx)
         info("2/4 end-to-end delivery")
-        delivery_rows, best = scenarios.delivery(ctx)
+        delivery_rows, best = comparison.delivery(ctx)
         rows += delivery_rows
         info("3/4 latency under open-loop load")
         rows += scenarios.latency(ctx, best)

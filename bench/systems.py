@@ -69,6 +69,18 @@ class System:
         return enqueue_plain_loop(prefix, count)
 
 
+# vtex-relay as the Procfile runs it.
+RELAY_PROCFILE = System("relay", 2, "threads", 64)
+PLAIN_PREFORK = System("plain", 2, "prefork")
+# Plain Celery's threads pool at several concurrencies: its best one is the target to beat.
+PLAIN_THREADS = tuple(System("plain", 2, "threads", c) for c in (32, 48, 64))
+# Both with Celery task events on, as when Flower watches (it turns them on in every worker).
+WATCHED = (
+    System("relay", 2, "threads", 64, events=True),
+    System("plain", 2, "threads", 64, events=True),
+)
+
+
 def enqueue_relay_batch(prefix: str, count: int) -> tuple[int, float]:
     from vtex_relay.producer import build_job, enqueue_many
 
