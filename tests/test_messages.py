@@ -42,3 +42,18 @@ def test_flower_sees_the_envelope_without_the_body() -> None:
     shown = json.loads(headers["kwargsrepr"])
     assert shown["order_id"] == "o-1"
     assert "body" not in shown
+
+
+def test_kombu_reads_a_message_with_non_ascii_text(redis_client: redis.Redis) -> None:
+    job = Job(kind="tracking", account="teststore", order_id="o-2", invoice_number="NF-2",
+              body={"isDelivered": False, "deliveredDate": None,
+                    "events": [{"city": "São Paulo", "state": "SP", "description": "Em trânsito",
+                                "date": "2024-01-31"}]})  # fmt: skip
+    redis_client.lpush(QUEUE, build_message(app, job, QUEUE))
+
+    with app.connection_for_read() as connection:
+        message = connection.SimpleQueue(QUEUE, no_ack=True).get(timeout=5)
+        _args, kwargs, _embed = message.decode()
+
+    assert kwargs["body"]["events"][0]["city"] == "São Paulo"
+    assert kwargs == job.message_kwargs()
