@@ -16,29 +16,32 @@ QUEUE = "test-pipelining"
 APP = Celery("test-pipelining")
 
 
-def _pushes(*batches: range) -> list[list[Command]]:
-    return [[("RPUSH", "log", str(n)) for n in batch] for batch in batches]
+def _pushes(*batches: range) -> list[tuple[str, list[Command]]]:
+    """Each batch tagged with its range, e.g. "0-2"."""
+    return [(f"{b.start}-{b.stop - 1}", [("RPUSH", "log", str(n)) for n in b]) for b in batches]
 
 
 def test_each_batch_s_replies_come_back_in_order(redis_client: "redis.Redis") -> None:
     replies = list(overlapped(redis_client, _pushes(range(3), range(3, 3), range(3, 5))))
 
-    assert replies == [[1, 2, 3], [4, 5]]  # RPUSH answers the list's length; empty batch skipped
+    # RPUSH answers the list's length; the empty batch is skipped; each tag comes back with its
+    # own batch's replies.
+    assert replies == [("0-2", [1, 2, 3]), ("3-4", [4, 5])]
     assert redis_client.lrange("log", 0, -1) == [b"0", b"1", b"2", b"3", b"4"]
 
 
 def test_a_failing_source_still_hands_back_the_batch_already_sent(
     redis_client: "redis.Redis",
 ) -> None:
-    def batches() -> Iterator[list[Command]]:
+    def batches() -> Iterator[tuple[str, list[Command]]]:
         yield from _pushes(range(2))
         raise ValueError("the producer's job source failed")
 
-    received: list[list[Any]] = []
+    received: list[tuple[str, list[Any]]] = []
     with pytest.raises(ValueError, match="job source failed"):
         received.extend(overlapped(redis_client, batches()))
 
-    assert received == [[1, 2]]
+    assert received == [("0-1", [1, 2])]
     assert redis_client.llen("log") == 2
 
 
@@ -49,18 +52,19 @@ def test_an_error_reply_is_raised_and_leaves_no_reply_behind(
     bad = [("RPUSH", "log", "a"), ("RPUSH", "not-a-list", "b"), ("RPUSH", "log", "c")]
 
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        list(overlapped(redis_client, [bad, *_pushes(range(2))]))
+        list(overlapped(redis_client, [("bad", bad), *_pushes(range(2))]))
 
     # The pool's connections answer their own commands, not a leftover reply.
     assert redis_client.ping() is True
-    assert list(overlapped(redis_client, [[("LLEN", "log")]])) == [[redis_client.llen("log")]]
+    length = redis_client.llen("log")
+    assert list(overlapped(redis_client, [("n", [("LLEN", "log")])])) == [("n", [length])]
 
 
 def test_a_consumer_that_stops_early_leaves_no_reply_behind(
     redis_client: "redis.Redis",
 ) -> None:
     replies = overlapped(redis_client, _pushes(range(2), range(2, 4), range(4, 6)))
-    assert next(replies) == [1, 2]
+    assert next(replies) == ("0-1", [1, 2])
     replies.close()
 
     assert redis_client.get("absent") is None
@@ -99,3 +103,16 @@ def test_a_batched_enqueue_keeps_each_order_s_jobs_in_order_across_pipelines(
     # Only each order's first job is ready, so only those two have a message.
     heads = [read_message(raw)[1]["job_id"] for raw in redis_client.lrange(QUEUE, 0, -1)]
     assert sorted(heads) == sorted([items[0][0].job_id, b_invoice])
+
+
+def test_a_single_job_is_one_script_call(redis_client: "redis.Redis") -> None:
+    ordering = Ordering(redis_client, QUEUE)
+    list(ordering.enqueue([_job("A-01", "invoice", 0)]))  # redis-py loads the script once
+    redis_client.config_resetstat()
+
+    list(ordering.enqueue([_job("B-01", "invoice", 0)]))
+
+    calls = {name: stats["calls"] for name, stats in redis_client.info("commandstats").items()}
+    # One EVALSHA round trip: no SCRIPT EXISTS (a pipeline checks its scripts on every call).
+    assert calls.get("cmdstat_evalsha") == 1
+    assert "cmdstat_script|exists" not in calls

@@ -14,7 +14,6 @@ Guarantees (see docs/delivery.md for the states and why each crash point is safe
 import hashlib
 import itertools
 import json
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -132,16 +131,12 @@ class Ordering:
             return
         # The pipelined calls are plain EVALSHAs: redis-py reloads a script only for one call.
         self.client.script_load(self._enqueue.script)
-        sent: deque[list[tuple[Job, str]]] = deque()
-
-        def commands() -> Iterator[list[list[Any]]]:
-            for chunk in _chunks(itertools.chain(first, iterator), batch):
-                sent.append(chunk)
-                yield [["EVALSHA", self._enqueue.sha, 4, *keys, *args]
-                       for keys, args in (self._enqueue_call(*pair) for pair in chunk)]  # fmt: skip
-
-        for replies in overlapped(self.client, commands()):
-            chunk = sent.popleft()
+        batches = (
+            (chunk, [["EVALSHA", self._enqueue.sha, 4, *keys, *args]
+                     for keys, args in (self._enqueue_call(*pair) for pair in chunk)])
+            for chunk in _chunks(itertools.chain(first, iterator), batch)
+        )  # fmt: skip
+        for chunk, replies in overlapped(self.client, batches):
             yield from ((job, _enqueued(r)) for (job, _), r in zip(chunk, replies, strict=True))
 
     def _enqueue_call(self, job: Job, message: str) -> tuple[list[str], list[str]]:

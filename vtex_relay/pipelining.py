@@ -13,17 +13,20 @@ before reading cannot deadlock; the batches stay small (1,000 commands, ~1.7 MB)
 """
 
 from collections.abc import Generator, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 Command = Sequence[Any]
+T = TypeVar("T")
 
 
 def overlapped(
-    client: "redis.Redis", batches: Iterable[Sequence[Command]]
-) -> Generator[list[Any], None, None]:
-    """Send each batch of commands on one connection and yield each batch's replies, in order.
+    client: "redis.Redis", batches: Iterable[tuple[T, Sequence[Command]]]
+) -> Generator[tuple[T, list[Any]], None, None]:
+    """Send each (tag, commands) batch on one connection; yield (tag, replies), in order.
+
+    The tag is the caller's: whatever it needs to match replies to what it sent.
 
     A batch's replies are read once the next batch has been sent (or there is none). An error
     reply or a connection error is raised as redis-py raises it; the connection is then closed,
@@ -33,28 +36,33 @@ def overlapped(
     iterator = iter(batches)
     connection = client.connection_pool.get_connection()
     try:
-        unread = 0
+        unread: tuple[T, int] | None = None
         while True:
             try:
                 batch = next(iterator, None)
             except Exception:
                 if unread:  # the batch already sent has run: its replies reach the caller first
-                    yield [connection.read_response() for _ in range(unread)]
+                    yield _replies(connection, *unread)
                 raise
             if batch is None:
                 break
-            if not batch:
+            tag, commands = batch
+            if not commands:
                 continue
             # A health check would read a PING reply while other replies are still unread.
-            packed = connection.pack_commands(batch)  # type: ignore[no-untyped-call]
+            packed = connection.pack_commands(commands)  # type: ignore[no-untyped-call]
             connection.send_packed_command(packed, check_health=False)  # type: ignore[no-untyped-call]
             if unread:
-                yield [connection.read_response() for _ in range(unread)]
-            unread = len(batch)
+                yield _replies(connection, *unread)
+            unread = (tag, len(commands))
         if unread:
-            yield [connection.read_response() for _ in range(unread)]
+            yield _replies(connection, *unread)
     except BaseException:
         connection.disconnect()  # type: ignore[no-untyped-call]
         raise
     finally:
         client.connection_pool.release(connection)
+
+
+def _replies(connection: Any, tag: T, count: int) -> tuple[T, list[Any]]:
+    return tag, [connection.read_response() for _ in range(count)]

@@ -26,10 +26,10 @@ end
 -- A message can still be lost after the push: kombu takes it off the list (BRPOP) and keeps
 -- no copy in Redis (ack emulation is off, worker/app.py), so a worker killed before the claim
 -- loses it. Every ready job is therefore listed in vr:ready with the time it became ready,
--- until claimed, and the sweep dispatches again a job that stayed ready too long (sweep.lua). To tell "lost" from "still
--- waiting behind a long backlog", a job pushed at the back gets a number from vr:dispatched;
--- the claim records the highest number claimed: the list is first in, first out, so a job
--- whose number is below that was taken off the list already.
+-- until claimed, and the sweep dispatches again a job that stayed ready too long (sweep.lua).
+-- To tell "lost" from "still waiting behind a long backlog", a job pushed at the back gets a
+-- number from vr:dispatched; the claim records the highest number claimed: the list is first
+-- in, first out, so a job whose number is below that was taken off the list already.
 local function push(queue, ref, job_id, n, message, due_now)
   -- A plain find: a pattern gsub over the ~1.5 KB message costs three times as much.
   local first, last = string.find(message, TAG_PLACEHOLDER, 1, true)
