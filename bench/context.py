@@ -9,7 +9,8 @@ from typing import Any
 
 import redis
 
-from bench.harness import BenchError, RedisServer, Sandbox, cpu_seconds, wait_for
+from bench.harness import BenchError, RedisServer, Sandbox, wait_for
+from bench.procstats import cpu_seconds
 from bench.workload import ACCOUNT
 from vtex_relay.sandbox.control import RecordedRequest, SandboxControl
 

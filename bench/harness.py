@@ -1,4 +1,4 @@
-"""Processes for the benchmark: redis-server, the sandbox and Celery workers, plus /proc probes.
+"""Processes for the benchmark: redis-server, the sandbox and Celery workers.
 
 Every wait polls a condition until a deadline; every process started here is stopped by its
 owner's ``stop`` (callers use ``try``/``finally``). Nothing targets anything but 127.0.0.1.
@@ -22,10 +22,10 @@ from typing import TypeVar
 
 import redis
 
+from bench.procstats import alive, descendants
+
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 class BenchError(RuntimeError):
@@ -69,78 +69,9 @@ def _stop_process(
             process.kill()
             process.wait(timeout=10)
     for pid in tree:  # children that outlived their parent (a prefork pool's processes)
-        if _alive(pid):
+        if alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
-# --- /proc probes ----------------------------------------------------------------------------
-
-
-def _parents() -> dict[int, int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        parents[int(entry.name)] = int(fields[1])
-    return parents
-
-
-def descendants(pid: int) -> list[int]:
-    """The pids of every live process below *pid* (not *pid* itself)."""
-    parents = _parents()
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, ppid in parents.items() if ppid == parent]
-        found.extend(children)
-        frontier.extend(children)
-    return found
-
-
-def rss_kb(pid: int) -> int:
-    """Resident set size of *pid* and all its descendants, in KiB (0 for a gone process)."""
-    total = 0
-    for member in [pid, *descendants(pid)]:
-        try:
-            statm = Path(f"/proc/{member}/statm").read_text().split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += int(statm[1]) * _PAGE_KB
-    return total
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of *pid*, its live descendants and its reaped children."""
-    total = 0.0
-    for member in [pid, *descendants(pid)]:
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        # fields[11..14] = utime, stime, cutime, cstime (stat fields 14-17)
-        total += sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
-    return total
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds spent busy (not idle / iowait) by the whole machine since boot, all cores."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / _CLOCK_TICKS
 
 
 # --- redis-server ----------------------------------------------------------------------------
