@@ -8,31 +8,35 @@ delivery, a restore after a crash — is acknowledged and dropped. Then one try:
   count the job as done if VTEX shows it — an invoice is never POSTed twice on a guess;
 - otherwise make the call;
 
-and the outcome is recorded by one script: done (the order's next job is dispatched), retry
-(waits in Redis, not in this worker, until its backoff is over), or dead (the order is held
-for an operator). The task itself always returns normally, so Celery acknowledges it.
+each request leaving only while the lease is sure to outlast the call (else nothing is sent
+and the job is recovered when the lease ends). The outcome is recorded by one script: done
+(the order's next job is dispatched), retry (waits in Redis, not in this worker, until its
+backoff is over), or dead (the order is held for an operator). Celery acknowledged the
+message as the task started; the task's end only tells Flower what happened: SUCCESS, RETRY
+(with when) or FAILURE.
 """
 
 import socket
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery.exceptions import Retry
 from celery.signals import worker_process_shutdown
 from celery.utils.log import get_task_logger
 
 from config import Settings, get_settings
 from vtex_relay.backoff import retry_delay
 from vtex_relay.connections import ordering
-from vtex_relay.errors import OmsError, PermanentError, RetryableError
+from vtex_relay.errors import JobDead, LeaseExpired, OmsError, PermanentError, RetryableError
 from vtex_relay.jobs import Attempt, Job
 from vtex_relay.models import Kind, Receipt
 from vtex_relay.oms_client import OmsClient
 from vtex_relay.ordering import Claim, OrderRef, Outcome
 from vtex_relay.reconcile import landed
-from worker.app import app
+from worker.app import app, redact
 
 log = get_task_logger(__name__)
 _HOST = socket.gethostname()
@@ -56,23 +60,35 @@ def _close_client(**_: Any) -> None:
         _client.close()
 
 
-def deliver(job: Job) -> Receipt:
-    """Make *job*'s call to VTEX; raise ``RetryableError`` or ``PermanentError`` if it fails."""
+def deliver(job: Job, send_by: float | None = None) -> Receipt:
+    """Make *job*'s call to VTEX; raise ``RetryableError`` or ``PermanentError`` if it fails,
+    ``LeaseExpired`` (nothing sent) if the request could not leave by *send_by*."""
     client = oms_client()
     if job.kind == "invoice":
-        return client.post_invoice(job.account, job.order_id, job.body)
+        return client.post_invoice(job.account, job.order_id, job.body, send_by=send_by)
     assert job.invoice_number is not None
     if job.kind == "tracking-number":
-        return client.patch_tracking_number(job.account, job.order_id, job.invoice_number, job.body)
-    return client.put_tracking(job.account, job.order_id, job.invoice_number, job.body)
+        return client.patch_tracking_number(
+            job.account, job.order_id, job.invoice_number, job.body, send_by=send_by
+        )
+    return client.put_tracking(
+        job.account, job.order_id, job.invoice_number, job.body, send_by=send_by
+    )
 
 
 def run_job(job: Job) -> str:
-    """Claim *job*, try it once, record the outcome; return it in a line (Flower's result)."""
+    """Claim *job*, try it once, record the outcome; return it in a line (Flower's result).
+
+    A try that ends the job dead raises ``JobDead`` and one to be retried raises Celery's
+    ``Retry`` (with when), so Flower shows them as FAILURE and RETRY; neither makes Celery
+    run or publish anything again: the ordering state in Redis decides what runs next.
+    """
     settings = get_settings()
     ref = OrderRef.of(job)
     token = f"{_HOST}:{uuid.uuid4().hex}"
     limit = settings.rate_for(job.account)
+    # Taken before the claim, so the lease as this worker counts it never outlasts Redis's.
+    claimed_at = time.monotonic()
     claim = ordering().claim(
         ref, job.job_id, token, settings.lease_seconds, limit.rate, limit.burst
     )
@@ -84,7 +100,15 @@ def run_job(job: Job) -> str:
         return f"not run: the job is not ready ({claim.verdict} message)"
     if claim.hold > 0:
         time.sleep(claim.hold)  # up to a second, to go out at the job's rate-limit slot
-    attempt, outcome, delay = _try(job, claim, settings)
+    # The last moment a request may leave: the call must be over before the lease ends (a
+    # write and a read, each up to VTEX_TIMEOUT, and a second to spare), or a worker taking the
+    # job over could miss this call when it reconciles and send it again.
+    send_by = claimed_at + claim.hold + settings.lease_seconds - (2 * settings.vtex_timeout + 1)
+    try:
+        attempt, outcome, delay = _try(job, claim, settings, send_by)
+    except LeaseExpired as exc:
+        log.warning("%s: %s; the job is recovered when its lease ends", job.describe(), exc)
+        return f"not sent: {exc}"
     kept = ordering().finish(
         ref,
         job.job_id,
@@ -98,23 +122,29 @@ def run_job(job: Job) -> str:
         pause_account=max(delay, attempt.retry_after or 0.0) if attempt.status == 429 else 0.0,
     )
     if not kept:
-        log.warning("%s: lease ran out during the call; another worker took the job over",
-                    job.describe())  # fmt: skip
+        log.warning(
+            "%s: lease ran out during the call; another worker took the job over", job.describe()
+        )
         return "outcome not recorded: the lease ran out and another worker took the job over"
     if outcome == "done":
         return attempt.outcome
     status = f"HTTP {attempt.status}: " if attempt.status is not None else ""
-    head = f"retry in {delay:.1f}s" if outcome == "retry" else "dead"
-    return f"{head}: {status}{attempt.message}"[:300]
+    if outcome == "retry":
+        raise Retry(
+            f"{status}{attempt.message}"[:300], when=datetime.now(UTC) + timedelta(seconds=delay)
+        )
+    raise JobDead(f"dead: {status}{attempt.message}"[:300])
 
 
-def _try(job: Job, claim: Claim, settings: Settings) -> tuple[Attempt, Outcome, float]:
+def _try(
+    job: Job, claim: Claim, settings: Settings, send_by: float
+) -> tuple[Attempt, Outcome, float]:
     now = datetime.now(UTC)
     try:
-        if claim.uncertain and landed(oms_client(), job):
+        if claim.uncertain and landed(oms_client(), job, send_by=send_by):
             log.info("%s: already at VTEX (an earlier try landed), not sent again", job.describe())
             return Attempt(at=now, outcome="reconciled", worker=_HOST), "done", 0.0
-        receipt = deliver(job)
+        receipt = deliver(job, send_by)
     except RetryableError as exc:
         attempt = _failed(now, "retryable", exc, maybe_applied=exc.maybe_applied)
         attempt = attempt.model_copy(update={"retry_after": exc.retry_after})
@@ -129,35 +159,44 @@ def _try(job: Job, claim: Claim, settings: Settings) -> tuple[Attempt, Outcome, 
         )
         return attempt, "retry", delay
     except PermanentError as exc:
+        attempt = _failed(now, "permanent", exc)
         log.error("%s: refused by VTEX: %s", job.describe(), exc)
-        return _failed(now, "permanent", exc), "dead", 0.0
+        return attempt, "dead", 0.0
     log.info("%s: delivered, receipt %s", job.describe(), receipt.receipt)
     message = f"receipt {receipt.receipt}" if receipt.receipt else ""
     return Attempt(at=now, outcome="delivered", message=message, worker=_HOST), "done", 0.0
 
 
 def _failed(now: datetime, outcome: Any, exc: OmsError, *, maybe_applied: bool = False) -> Attempt:
-    return Attempt(at=now, outcome=outcome, status=exc.status, message=exc.message,
-                   maybe_applied=maybe_applied, worker=_HOST)  # fmt: skip
+    # The attempt is stored in Redis and shown by `dlq show` and Flower: scrubbed first.
+    return Attempt(
+        at=now,
+        outcome=outcome,
+        status=exc.status,
+        message=redact(exc.message),
+        maybe_applied=maybe_applied,
+        worker=_HOST,
+    )
 
 
 def _run(kind: Kind, message: dict[str, Any]) -> str:
     return run_job(Job.model_validate({**message, "kind": kind}))
 
 
-@app.task(name="invoice")
+# JobDead is expected: Celery records the failure without logging a traceback.
+@app.task(name="invoice", throws=(JobDead,))
 def invoice(**message: Any) -> str:
     """POST the invoice of one order."""
     return _run("invoice", message)
 
 
-@app.task(name="tracking-number")
+@app.task(name="tracking-number", throws=(JobDead,))
 def tracking_number(**message: Any) -> str:
     """PATCH an invoice with its tracking number, courier and dispatch date."""
     return _run("tracking-number", message)
 
 
-@app.task(name="tracking")
+@app.task(name="tracking", throws=(JobDead,))
 def tracking(**message: Any) -> str:
     """PUT tracking events of an invoice (sent many times, until delivered)."""
     return _run("tracking", message)

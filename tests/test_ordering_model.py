@@ -11,7 +11,8 @@ on what Redis holds, independently of the model:
 - every ready job has a message in the queue; a message of a job that is not ready is never
   claimed (the claim answers busy or stale);
 - one invoice per order: a different one is a conflict, the same one a duplicate naming the
-  first job, until the first is discarded.
+  first job, until the first is discarded; the same goes for any identical job;
+- a job whose predecessor in the same batch, for the same order, was left out is skipped.
 
 Time comes from Redis, so "later" is chosen up front: a claim takes either a long lease or
 one that has already run out (a negative length), a retry waits either nothing or an hour.
@@ -96,6 +97,9 @@ class OrderModel:
     invoice_job: str | None = None
     invoice_body: int | None = None  # index in INVOICE_BODIES
     invoice_number: str | None = None
+    # (kind, invoice number, body index) -> the job enqueued with them: the identical job again
+    # is a duplicate of it, until it is discarded.
+    identical: dict[tuple[str, str, int], str] = field(default_factory=dict)
 
 
 OUTCOMES = st.sampled_from(("done", "done", "retry", "dead"))
@@ -225,13 +229,25 @@ class OrderingMachine(RuleBasedStateMachine):
             items.append((job, build_message(APP, job, QUEUE)))
         results = list(self.ordering.enqueue(items, batch=3))  # 2 pipelines for 3 jobs
         assert [job for job, _ in results] == [job for job, _ in items]
+        previous: dict[OrderRef, tuple[str, str, int]] = {}  # each order's last job in the batch
         for (job, actual), (_, _, _, body_index) in zip(results, batch, strict=True):
-            assert actual == self.expect_enqueue(job, body_index), (job, actual)
+            identity = (job.kind, job.invoice_number or "", body_index)
+            expected = self.expect_enqueue(job, identity, previous.get(OrderRef.of(job)))
+            previous[OrderRef.of(job)] = identity
+            assert actual == expected, (job, actual)
             event(f"enqueue: {actual.verdict}")
 
-    def expect_enqueue(self, job: Job, body_index: int) -> Enqueued:
+    def expect_enqueue(
+        self, job: Job, identity: tuple[str, str, int], after: tuple[str, str, int] | None
+    ) -> Enqueued:
         ref = OrderRef.of(job)
         order = self.orders.setdefault(ref, OrderModel())
+        if after is not None and after not in order.identical:
+            return Enqueued("skipped", job.job_id)
+        body_index = identity[2]
+        same = order.identical.get(identity)
+        if same is not None and self.jobs[same].state != "discarded":
+            return Enqueued("duplicate", same)
         if job.kind == "invoice":
             if order.invoice_job is not None:
                 first = self.jobs[order.invoice_job]
@@ -242,6 +258,7 @@ class OrderingMachine(RuleBasedStateMachine):
                     return Enqueued("conflict", first.job_id, order.invoice_number, first.state)
             order.invoice_job, order.invoice_body = job.job_id, body_index
             order.invoice_number = job.invoice_number
+        order.identical[identity] = job.job_id
         order.jobs.append(job.job_id)
         model = JobModel(job.job_id, ref, job.kind, seq=len(order.jobs))
         self.jobs[job.job_id] = model

@@ -1,7 +1,10 @@
 """The ``vtex-relay`` command line.
 
 Exit codes: 0 done; 1 Redis unreachable (nothing enqueued); 2 bad input or bad settings
-(nothing enqueued). Messages go to stderr, job ids (or ``--json``) to stdout.
+(nothing enqueued). Messages go to stderr, job ids (or ``--json``) to stdout. Any input —
+bytes that are not UTF-8, JSON too deep or with numbers too long to parse, a body or line
+of any size — ends in one of these, never a traceback; no more than
+``Settings.input_limit()`` bytes of a body or batch line are held in memory.
 """
 
 import gc
@@ -15,6 +18,7 @@ from typing import IO, Any, ClassVar, NoReturn
 
 import click
 
+from config import get_settings
 from vtex_relay.errors import (
     ConfigurationError,
     FieldError,
@@ -23,16 +27,30 @@ from vtex_relay.errors import (
     QueueUnavailable,
 )
 from vtex_relay.jobs import Job
-from vtex_relay.models import Kind
+from vtex_relay.models import Kind, parse_json
 from vtex_relay.operator_cli import dlq, order
 from vtex_relay.ordering import Enqueued
-from vtex_relay.producer import build_job, enqueue_many, invoice_conflicts, validate_batch
+from vtex_relay.producer import (
+    RERUN_IS_SAFE,
+    build_job,
+    enqueue_many,
+    invoice_conflicts,
+    refused_by_redis,
+    validate_batch,
+    with_idempotency_key,
+)
 
 _MAX_REPORTED_LINES = 100
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of job ids.")
 account_option = click.option("--account", help="VTEX account (default: VTEX_ACCOUNT).")
-body_argument = click.argument("file", type=click.File("r"), default="-")
+key_option = click.option(
+    "--idempotency-key",
+    "key",
+    help="Same key, same job: enqueued once (default: the same kind, invoice and body are).",
+)
+# Bytes: the body is decoded as UTF-8 whatever the locale, and bad bytes are reported.
+body_argument = click.argument("file", type=click.File("rb"), default="-")
 
 
 class _LazyGroup(click.Group):
@@ -68,10 +86,13 @@ def enqueue() -> None:
 @click.argument("order_id")
 @body_argument
 @account_option
+@key_option
 @json_option
-def enqueue_invoice(order_id: str, file: IO[str], account: str | None, as_json: bool) -> None:
+def enqueue_invoice(
+    order_id: str, file: IO[bytes], account: str | None, key: str | None, as_json: bool
+) -> None:
     """POST an invoice (body: JSON from FILE or stdin)."""
-    _enqueue_one("invoice", order_id, None, file, account, as_json)
+    _enqueue_one("invoice", order_id, None, file, account, key, as_json)
 
 
 @enqueue.command("tracking-number")
@@ -79,12 +100,18 @@ def enqueue_invoice(order_id: str, file: IO[str], account: str | None, as_json: 
 @click.argument("invoice_number")
 @body_argument
 @account_option
+@key_option
 @json_option
 def enqueue_tracking_number(
-    order_id: str, invoice_number: str, file: IO[str], account: str | None, as_json: bool
+    order_id: str,
+    invoice_number: str,
+    file: IO[bytes],
+    account: str | None,
+    key: str | None,
+    as_json: bool,
 ) -> None:
     """PATCH an invoice's tracking number (body: JSON from FILE or stdin)."""
-    _enqueue_one("tracking-number", order_id, invoice_number, file, account, as_json)
+    _enqueue_one("tracking-number", order_id, invoice_number, file, account, key, as_json)
 
 
 @enqueue.command("tracking")
@@ -92,18 +119,24 @@ def enqueue_tracking_number(
 @click.argument("invoice_number")
 @body_argument
 @account_option
+@key_option
 @json_option
 def enqueue_tracking(
-    order_id: str, invoice_number: str, file: IO[str], account: str | None, as_json: bool
+    order_id: str,
+    invoice_number: str,
+    file: IO[bytes],
+    account: str | None,
+    key: str | None,
+    as_json: bool,
 ) -> None:
     """PUT tracking events of an invoice (body: JSON from FILE or stdin)."""
-    _enqueue_one("tracking", order_id, invoice_number, file, account, as_json)
+    _enqueue_one("tracking", order_id, invoice_number, file, account, key, as_json)
 
 
 @enqueue.command("batch")
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.File("rb"))
 @json_option
-def enqueue_batch(file: IO[str], as_json: bool) -> None:
+def enqueue_batch(file: IO[bytes], as_json: bool) -> None:
     """Enqueue one job per JSON line of FILE (or - for stdin), all or nothing.
 
     Each line: {"kind", "orderId", "invoiceNumber" (updates only), "account" (optional),
@@ -122,14 +155,21 @@ def enqueue_batch(file: IO[str], as_json: bool) -> None:
             bad.extend(f"  line {number}: {error}" for error in exc.errors)
 
     with _clean_errors(), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-        invoices = validate_batch(file, spool, on_error)
+        invoices = validate_batch(_bounded_lines(file), spool, on_error)
+        if not bad_count and not spool.tell():  # not an error, but worth a word: a wrong file?
+            if as_json:
+                click.echo("[]")
+            click.echo(f"vtex-relay: no jobs in {_name(file)}; nothing was enqueued", err=True)
+            return
         if not bad_count:
             for number, reason in invoice_conflicts(invoices):
                 on_error(number, InvalidJob([FieldError("orderId", reason)]))
         if bad_count:
             more = bad_count - min(bad_count, _MAX_REPORTED_LINES)
             tail = [f"  ... and {more} more bad line(s)"] if more else []
-            _fail(2, f"{bad_count} bad line(s) in {file.name}; nothing was enqueued:", *bad, *tail)
+            _fail(
+                2, f"{bad_count} bad line(s) in {_name(file)}; nothing was enqueued:", *bad, *tail
+            )
         spool.seek(0)
         jobs = [Job.model_validate_json(text) for text in spool] if as_json else None
         if jobs is None:
@@ -137,16 +177,28 @@ def enqueue_batch(file: IO[str], as_json: bool) -> None:
         results = enqueue_many(
             jobs if jobs is not None else (Job.model_validate_json(t) for t in spool)
         )
-    refused = [(i, r) for i, r in enumerate(results, start=1) if r.verdict == "conflict"]
-    if as_json and jobs is not None:
+    _report_batch(results, jobs if as_json else None)
+
+
+def _report_batch(results: list[Enqueued], jobs: list[Job] | None) -> None:
+    """Job ids (or JSON) on stdout; then, if any job was left out, why, and the exit code."""
+    if jobs is not None:
         click.echo(json.dumps([_summary(job, r) for job, r in zip(jobs, results, strict=True)]))
     else:
-        click.echo("\n".join(r.job_id for r in results if r.verdict != "conflict"))
+        click.echo("\n".join(r.job_id for r in results if r.verdict in ("enqueued", "duplicate")))
+    left_out = {verdict: [(i, r) for i, r in enumerate(results, start=1) if r.verdict == verdict]
+                for verdict in ("failed", "conflict", "skipped")}  # fmt: skip
+    failed, refused, skipped = left_out["failed"], left_out["conflict"], left_out["skipped"]
+    after = [f"  {len(skipped)} later job(s) of the same orders were skipped"] if skipped else []
+    if failed:
+        _fail(1, f"{refused_by_redis(failed[0][1].state or '')}: {len(failed)} job(s) were not "
+                 f"enqueued; {len(results) - len(failed) - len(skipped)} were.", *after,
+                 f"  {RERUN_IS_SAFE}")  # fmt: skip
     if refused:
         # Only a producer racing this one can cause this: the check above saw no conflict.
         _fail(2, f"{len(refused)} invoice job(s) conflicted with another producer's and were "
                  "not enqueued (all other jobs were):", *(f"  job {i}: order already has invoice "
-                 f"{r.invoice_number} (job {r.job_id})" for i, r in refused))  # fmt: skip
+                 f"{r.invoice_number} (job {r.job_id})" for i, r in refused), *after)  # fmt: skip
 
 
 cli.add_command(dlq)
@@ -162,24 +214,55 @@ def _enqueue_one(
     kind: Kind,
     order_id: str,
     invoice_number: str | None,
-    file: IO[str],
+    file: IO[bytes],
     account: str | None,
+    key: str | None,
     as_json: bool,
 ) -> None:
     with _clean_errors():
-        try:
-            body = json.load(file)
-        except json.JSONDecodeError as exc:
-            _fail(2, f"{file.name}: the body is not JSON ({exc}); nothing was enqueued")
+        body = _read_body(file)
         job = build_job(kind, order_id, body, invoice_number=invoice_number, account=account)
+        job = with_idempotency_key(job, key)
         [result] = enqueue_many([job])
+        if result.verdict == "failed":
+            raise QueueUnavailable(f"{refused_by_redis(result.state or '')}; nothing was enqueued")
         if result.verdict == "conflict":
             raise InvoiceConflict(job.account, job.order_id, result.job_id,
                                   result.invoice_number or "?", result.state or "?")  # fmt: skip
     if result.verdict == "duplicate":
-        click.echo(f"vtex-relay: the same invoice is already job {result.job_id}; "
+        what = "invoice" if kind == "invoice" else "job"
+        click.echo(f"vtex-relay: the same {what} is already job {result.job_id}; "
                    "not enqueued again", err=True)  # fmt: skip
     click.echo(json.dumps(_summary(job, result)) if as_json else result.job_id)
+
+
+def _read_body(file: IO[bytes]) -> object:
+    """The parsed body; a body too large, not UTF-8 or not parsable exits 2."""
+    limit = get_settings().input_limit()
+    data = file.read(limit + 1)
+    if len(data) > limit:
+        reason = f"{_name(file)} is over {limit:,} bytes, the most read (4 times MAX_BODY_BYTES)"
+        raise InvalidJob([FieldError("body", reason)])
+    try:
+        return parse_json(data)
+    except ValueError as exc:
+        _fail(2, f"{_name(file)}: the body is {exc}; nothing was enqueued")
+
+
+def _bounded_lines(file: IO[bytes]) -> Iterator[bytes]:
+    """The lines of *file*, each cut after a little more than ``input_limit()`` bytes (the rest
+    of a longer line is skipped, not read into memory): ``validate_batch`` refuses it."""
+    keep = get_settings().input_limit() + 3  # more than validate_batch allows
+    while line := file.readline(keep):
+        if len(line) == keep and not line.endswith(b"\n"):
+            while (rest := file.readline(65_536)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
+def _name(file: IO[bytes]) -> str:
+    # Standard input has no name in click's test runner.
+    return str(getattr(file, "name", "<stdin>"))
 
 
 def _summary(job: Job, result: Enqueued) -> dict[str, Any]:

@@ -99,3 +99,17 @@ class InvoiceConflict(RelayError):
                 else ""
             )
         )
+
+
+class LeaseExpired(RelayError):
+    """The job's lease ran out, or would before the call could end, and nothing was sent.
+
+    Raised by the OMS client right before a request's bytes would leave: another worker may
+    have taken the job over, and a send now could duplicate its call or overtake the order's
+    next job. The try is given up; the job is recovered when its lease ends.
+    """
+
+
+class JobDead(RelayError):
+    """A try ended its job dead (dead-lettered): raised by the task so that Celery, and so
+    Flower, records the try as ``FAILURE`` with VTEX's message. Celery re-runs nothing."""

@@ -3,7 +3,8 @@
 Every value that becomes part of a URL is checked here, at enqueue time and again in the
 OMS client, so that no input can change the request's host or path. The rules are allow-lists:
 VTEX order ids look like ``1172452900788-01`` or ``v501245lspt-01``; VTEX recommends plain
-alphanumeric invoice numbers (see shared/vtex/API-NOTES.md, "Known pitfalls").
+alphanumeric invoice numbers (see shared/vtex/API-NOTES.md, "Known pitfalls"). Each check
+returns the value to use from then on: an account comes back in lower case.
 """
 
 import re
@@ -14,13 +15,19 @@ _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def check_account(value: str) -> str:
-    """Return *value* if it is a plain host label: the ``{account}`` of the VTEX host name."""
+    """Return *value* in lower case if it is a plain host label: the ``{account}`` of the host.
+
+    Host names are case-insensitive, so ``MyStore`` and ``mystore`` are one VTEX account: the
+    lower-case form is the account's only name, and every boundary (settings, CLI, Python API,
+    batch lines) keeps the returned value, so that an account is one order namespace in Redis,
+    one rate bucket and one settings entry.
+    """
     if not _ACCOUNT.fullmatch(value):
         raise ValueError(
             "must be a VTEX account name: letters, digits and '-', at most 63 characters "
             "(a plain host label, no dots or slashes)"
         )
-    return value
+    return value.lower()
 
 
 def check_order_id(value: str) -> str:

@@ -45,10 +45,13 @@ class Job(BaseModel):
     invoice_number: str | None = None
     body: dict[str, Any]
     enqueued_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # Set by a producer that sends the same job again on purpose: two jobs of an order are the
+    # same job when their keys are equal (else when kind, invoice number and body are).
+    idempotency_key: str | None = None
 
     def message_kwargs(self) -> dict[str, Any]:
-        """The task message's keyword arguments (JSON-safe)."""
-        return self.model_dump(mode="json", exclude={"kind"})
+        """The task message's keyword arguments (JSON-safe); a worker needs no idempotency key."""
+        return self.model_dump(mode="json", exclude={"kind", "idempotency_key"})
 
     def describe(self) -> str:
         """A one-line, secret-free label for logs: ``invoice account/order``."""

@@ -10,9 +10,12 @@ Field names, types, required fields and nullability follow VTEX's Orders API spe
 Guarantees: validation is strict (no type coercion except an integer ``invoiceValue``, which
 becomes its digit string as the spec wants), unknown fields are refused by name, and
 ``to_vtex()`` never reformats a value: dates and amounts go out exactly as they came in.
+``parse_json`` turns any input bytes into JSON or a one-line ``ValueError``, never a traceback.
 """
 
+import json
 import re
+import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar, Literal
@@ -35,6 +38,11 @@ _ISO = re.compile(
 )
 _SPACED = re.compile(_DATE + " " + _TIME)  # the spec's deliveredDate format, yyyy-mm-dd hh:mm
 _CENTS = re.compile(r"[1-9][0-9]{0,17}")  # > 0, no sign, separator or leading zero; fits int64
+_MAX_CENTS = 10**18  # the first value _CENTS refuses
+_CENTS_RULE = (
+    "must be a whole number of cents greater than 0, digits only "
+    '(no sign, separator or leading zero; at most 18 digits), e.g. "2499" for 24.99'
+)
 
 _ISO_HINT = "an ISO 8601 date or date-time such as 2024-01-31 or 2024-01-31T18:25:43-05:00"
 
@@ -81,14 +89,14 @@ def _invoice_number(value: str) -> str:
 def _cents_string(value: object) -> object:
     """The spec types invoiceValue as a string of cents; an int is accepted and turned into one."""
     if isinstance(value, int) and not isinstance(value, bool):
+        # The range first: str() of an int past Python's digit limit raises.
+        if not 0 < value < _MAX_CENTS:
+            raise _error(_CENTS_RULE)
         value = str(value)
     elif not isinstance(value, str):
         raise _error('must be a whole number of cents (a string of digits such as "2499")')
     if not _CENTS.fullmatch(value):
-        raise _error(
-            "must be a whole number of cents greater than 0, digits only "
-            '(no sign, separator or leading zero; at most 18 digits), e.g. "2499" for 24.99'
-        )
+        raise _error(_CENTS_RULE)
     return value
 
 
@@ -227,6 +235,35 @@ def validate_body(kind: Kind, data: object) -> dict[str, Any]:
     except ValidationError as exc:
         raise InvalidJob([_field_error(e) for e in exc.errors()]) from None
     return model.to_vtex()
+
+
+def parse_json(data: bytes | str) -> object:
+    """Parse a body or batch line given as UTF-8 bytes or text.
+
+    Anything unusable raises ``ValueError`` with a one-line reason that reads after "is" or
+    after a field name ("not UTF-8: ...", "not JSON: ...", "not parsable: ..."). It never
+    quotes the input and never lets through a ``RecursionError`` (arrays nested ~1,000 deep)
+    or the int digit limit's own error, which would otherwise end a program with a traceback.
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        where = f"byte 0x{byte:02x} at position {exc.start}"
+        raise ValueError(f"not UTF-8: cannot decode {where} ({exc.reason})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(
+            "not parsable: arrays or objects nested more deeply than the JSON parser allows "
+            f"(about {sys.getrecursionlimit():,} levels)"
+        ) from None
+    except ValueError:  # the only other one json raises: an int beyond the digit limit
+        raise ValueError(
+            f"not parsable: a number has more than {sys.get_int_max_str_digits():,} digits"
+        ) from None
 
 
 def _field_error(error: Any) -> FieldError:

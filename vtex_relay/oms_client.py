@@ -27,7 +27,7 @@ import httpx
 from pydantic import ValidationError
 
 from config.settings import Settings
-from vtex_relay.errors import OmsError, PermanentError, RetryableError
+from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.models import Receipt
 
@@ -63,27 +63,53 @@ class OmsClient:
             transport=transport,
         )
 
-    def post_invoice(self, account: str, order_id: str, body: Mapping[str, Any]) -> Receipt:
+    # Every call takes *send_by*: a time.monotonic() after which its request must not leave
+    # (None: no limit). It is checked as the last step before the request's headers, and again
+    # before its body, are written to the socket; past it the call raises ``LeaseExpired`` and
+    # nothing reaches VTEX.
+
+    def post_invoice(
+        self,
+        account: str,
+        order_id: str,
+        body: Mapping[str, Any],
+        *,
+        send_by: float | None = None,
+    ) -> Receipt:
         """POST the invoice *body* (``models.Invoice.to_vtex()``) for *order_id*."""
-        return self._write("POST", self._url(account, order_id, "invoice"), body)
+        return self._write("POST", self._url(account, order_id, "invoice"), body, send_by)
 
     def patch_tracking_number(
-        self, account: str, order_id: str, invoice_number: str, body: Mapping[str, Any]
+        self,
+        account: str,
+        order_id: str,
+        invoice_number: str,
+        body: Mapping[str, Any],
+        *,
+        send_by: float | None = None,
     ) -> Receipt:
         """PATCH the tracking number *body* onto invoice *invoice_number*."""
         url = self._url(account, order_id, "invoice", self._checked(invoice_number))
-        return self._write("PATCH", url, body)
+        return self._write("PATCH", url, body, send_by)
 
     def put_tracking(
-        self, account: str, order_id: str, invoice_number: str, body: Mapping[str, Any]
+        self,
+        account: str,
+        order_id: str,
+        invoice_number: str,
+        body: Mapping[str, Any],
+        *,
+        send_by: float | None = None,
     ) -> Receipt:
         """PUT the tracking events *body* for invoice *invoice_number*."""
         url = self._url(account, order_id, "invoice", self._checked(invoice_number), "tracking")
-        return self._write("PUT", url, body)
+        return self._write("PUT", url, body, send_by)
 
-    def get_order(self, account: str, order_id: str) -> dict[str, Any]:
+    def get_order(
+        self, account: str, order_id: str, *, send_by: float | None = None
+    ) -> dict[str, Any]:
         """GET the order as VTEX returns it. A 2xx that is not a JSON object is retryable."""
-        response = self._send("GET", self._url(account, order_id), None)
+        response = self._send("GET", self._url(account, order_id), None, send_by)
         try:
             order = response.json()
         except ValueError:
@@ -125,19 +151,24 @@ class OmsClient:
             error = PermanentError(f"invalid {what}: {exc}")
         raise error from None
 
-    def _write(self, method: str, url: str, body: Mapping[str, Any]) -> Receipt:
-        response = self._send(method, url, body)
+    def _write(
+        self, method: str, url: str, body: Mapping[str, Any], send_by: float | None
+    ) -> Receipt:
+        response = self._send(method, url, body, send_by)
         try:
             return Receipt.model_validate(response.json())
         except (ValueError, ValidationError):
             return Receipt()  # applied all the same; the receipt is only informative
 
-    def _send(self, method: str, url: str, body: Mapping[str, Any] | None) -> httpx.Response:
+    def _send(
+        self, method: str, url: str, body: Mapping[str, Any] | None, send_by: float | None
+    ) -> httpx.Response:
         """Make the request and classify the outcome; return only a 2xx response."""
         started = time.monotonic()
         error: OmsError
+        extensions = {} if send_by is None else {"trace": _SendBy(send_by)}
         try:
-            response = self._client.request(method, url, json=body)
+            response = self._client.request(method, url, json=body, extensions=extensions)
         except httpx.HTTPError as exc:
             error = self._transport_error(exc)
             log.debug("%s %s failed: %s", method, url, error)
@@ -174,6 +205,32 @@ class OmsClient:
         # Belt and braces: an echoed token must not reach an exception or a log.
         token = self._client.headers.get(_TOKEN_HEADER)
         return text.replace(token, "[redacted]") if token else text
+
+
+class _SendBy:
+    """An httpcore trace hook that refuses to let a request's bytes leave after *deadline*.
+
+    httpcore calls it as each step of a request starts; the steps that write to the socket are
+    the last moment to check, so a worker frozen before them (a VM pause, swapping) sends
+    nothing when it wakes too late. Raising here aborts the request, and httpcore closes the
+    connection, since its state is unknown. Checked before the headers and again before the
+    body: a request cut between them is incomplete and never applied.
+    """
+
+    __slots__ = ("deadline",)
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(_WRITES) and time.monotonic() > self.deadline:
+            raise LeaseExpired(
+                f"the job's lease could run out before this call ends ({event.split('.')[0]}, "
+                f"{time.monotonic() - self.deadline:.1f}s late): not sent"
+            )
+
+
+_WRITES = ("send_request_headers.started", "send_request_body.started")
 
 
 def _vtex_message(text: str, reason: str) -> str:

@@ -156,12 +156,16 @@ def _order_ref(order_id: str, account: str | None) -> OrderRef:
     account = account or get_settings().vtex_account
     if account is None:
         _fail(2, "no account: give --account or set VTEX_ACCOUNT")
-    for what, value, check in (("account", account, check_account),
-                               ("order id", order_id, check_order_id)):  # fmt: skip
+    checked: list[str] = []  # the checked values: the account in lower case, as enqueued
+    for what, value, check in (
+        ("account", account, check_account),
+        ("order id", order_id, check_order_id),
+    ):
         try:
-            check(value)
+            checked.append(check(value))
         except ValueError as exc:
             _fail(2, f"invalid {what} {value!r}: {exc}")
+    account, order_id = checked
     return OrderRef(account, order_id)
 
 

@@ -70,9 +70,16 @@ class OrderRef:
 
 
 class Enqueued(NamedTuple):
-    """What enqueueing one job did: ``conflict`` carries the existing invoice and its state."""
+    """What enqueueing one job did.
 
-    verdict: Literal["enqueued", "duplicate", "conflict"]
+    ``enqueued``: a new job. ``duplicate``: the identical job is enqueued already, ``job_id``
+    is its id. ``conflict``: a different invoice holds the order (``invoice_number``, ``state``).
+    ``skipped``: the job before it in the same call, for the same order, is not in its order,
+    so it was not enqueued either (an order never gets a later job without the earlier ones).
+    ``failed``: Redis refused the script (``state`` holds its error, e.g. out of memory).
+    """
+
+    verdict: Literal["enqueued", "duplicate", "conflict", "skipped", "failed"]
     job_id: str
     invoice_number: str | None = None
     state: str | None = None
@@ -103,6 +110,15 @@ def body_digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def fingerprint(job: Job, digest: str = "") -> str:
+    """What makes two jobs of an order the same job: the producer's idempotency key if it gave
+    one, else kind, invoice number and body (*digest*: the body's, if already computed)."""
+    if job.idempotency_key is not None:
+        return "key:" + job.idempotency_key
+    content = f"{job.kind}\0{job.invoice_number or ''}\0{digest or body_digest(job.body)}"
+    return hashlib.blake2b(content.encode(), digest_size=16).hexdigest()
+
+
 class Ordering:
     """The scripts, bound to one Redis client (thread-safe: redis-py pools connections)."""
 
@@ -119,32 +135,51 @@ class Ordering:
         self, jobs: Iterable[tuple[Job, str]], batch: int = 1000
     ) -> Iterator[tuple[Job, Enqueued]]:
         """Append each (job, message) to its order, in order: a single job in one script call,
-        more in pipelines of *batch* jobs, each sent while Redis runs the one before."""
+        more in pipelines of *batch* jobs, each sent while Redis runs the one before.
+
+        A job after the first of its order in this call is enqueued only if the one before it
+        is in the order (else ``skipped``), so a call that fails part-way leaves every order a
+        prefix of its jobs. A script Redis refuses (out of memory) is ``failed``; the rest are
+        still sent, each decided on its own. A lost connection raises ``redis.RedisError``.
+        """
+        latest: dict[OrderRef, str] = {}  # each order's last fingerprint in this call
         iterator = iter(jobs)
         first = list(itertools.islice(iterator, 2))
         if len(first) == 1:
             job, message = first[0]
-            keys, args = self._enqueue_call(job, message)
-            yield job, _enqueued(self._enqueue(keys=keys, args=args))
+            keys, args = self._enqueue_call(job, message, latest)
+            try:
+                reply: Any = self._enqueue(keys=keys, args=args)
+            except redis.ResponseError as exc:
+                reply = exc
+            yield job, _enqueued(job, reply)
             return
         if not first:
             return
         # The pipelined calls are plain EVALSHAs: redis-py reloads a script only for one call.
         self.client.script_load(self._enqueue.script)
         batches = (
-            (chunk, [["EVALSHA", self._enqueue.sha, 4, *keys, *args]
-                     for keys, args in (self._enqueue_call(*pair) for pair in chunk)])
+            (chunk, [["EVALSHA", self._enqueue.sha, len(keys), *keys, *args]
+                     for keys, args in (self._enqueue_call(*pair, latest) for pair in chunk)])
             for chunk in _chunks(itertools.chain(first, iterator), batch)
         )  # fmt: skip
-        for chunk, replies in overlapped(self.client, batches):
-            yield from ((job, _enqueued(r)) for (job, _), r in zip(chunk, replies, strict=True))
+        for chunk, replies in overlapped(self.client, batches, raise_on_error=False):
+            yield from (
+                (job, _enqueued(job, r)) for (job, _), r in zip(chunk, replies, strict=True)
+            )
 
-    def _enqueue_call(self, job: Job, message: str) -> tuple[list[str], list[str]]:
+    def _enqueue_call(
+        self, job: Job, message: str, latest: dict[OrderRef, str]
+    ) -> tuple[list[str], list[str]]:
         ref = OrderRef.of(job)
         digest = body_digest(job.body) if job.kind == "invoice" else ""
-        keys = [ref.key("order"), ref.key("seqs"), ref.job_key(job.job_id), self.queue]
+        mark = fingerprint(job, digest)
+        after = latest.get(ref, "")
+        latest[ref] = mark
+        keys = [ref.key("order"), ref.key("seqs"), ref.job_key(job.job_id), self.queue,
+                ref.key("dedup")]  # fmt: skip
         args = [ref.tag, job.job_id, job.kind, message, digest, job.invoice_number or "",
-                job.enqueued_at.isoformat()]  # fmt: skip
+                job.enqueued_at.isoformat(), mark, after]  # fmt: skip
         return keys, args
 
     def invoices(self, refs: Sequence[OrderRef]) -> list[tuple[str, str, str, str] | None]:
@@ -243,10 +278,17 @@ class Ordering:
         return None if _text(reply) == "ok" else _text(reply[1])
 
 
+# Redis refuses to start the enqueue script when it is out of memory (a script without the
+# allow-oom flag), rather than failing at a write half-way through it. The workers' scripts
+# may run then: they record outcomes and drop delivered jobs' messages, which frees memory.
+_FLAGS = {"enqueue": "#!lua\n"}
+_WORKER_FLAGS = "#!lua flags=allow-oom\n"
+
+
 def _script(client: "redis.Redis", name: str) -> Script:
     folder = resources.files("vtex_relay") / "lua"
     source = (folder / "common.lua").read_text() + (folder / f"{name}.lua").read_text()
-    return Script(client, source)
+    return Script(client, _FLAGS.get(name, _WORKER_FLAGS) + source)
 
 
 def _chunks(items: Iterable[tuple[Job, str]], size: int) -> Iterator[list[tuple[Job, str]]]:
@@ -259,8 +301,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _enqueued(reply: Any) -> Enqueued:
+def _enqueued(job: Job, reply: Any) -> Enqueued:
+    if isinstance(reply, redis.ResponseError):
+        return Enqueued("failed", job.job_id, state=str(reply))
     parts = [_text(part) for part in reply]
     if parts[0] == "conflict":
         return Enqueued("conflict", parts[1], parts[2], parts[3])
+    if parts[0] == "skipped":
+        return Enqueued("skipped", job.job_id)
     return Enqueued("duplicate" if parts[0] == "duplicate" else "enqueued", parts[1])

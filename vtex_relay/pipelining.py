@@ -22,16 +22,21 @@ T = TypeVar("T")
 
 
 def overlapped(
-    client: "redis.Redis", batches: Iterable[tuple[T, Sequence[Command]]]
+    client: "redis.Redis",
+    batches: Iterable[tuple[T, Sequence[Command]]],
+    *,
+    raise_on_error: bool = True,
 ) -> Generator[tuple[T, list[Any]], None, None]:
     """Send each (tag, commands) batch on one connection; yield (tag, replies), in order.
 
     The tag is the caller's: whatever it needs to match replies to what it sent.
 
     A batch's replies are read once the next batch has been sent (or there is none). An error
-    reply or a connection error is raised as redis-py raises it; the connection is then closed,
-    since its unread replies can no longer be matched to their commands. At that point the
-    batch being read and the one after it may have run in part.
+    reply is raised as redis-py raises it, or with *raise_on_error* false handed back in its
+    place as a ``redis.ResponseError`` (as ``Pipeline.execute(raise_on_error=False)`` does). A
+    connection error is raised; the connection is then closed, since its unread replies can no
+    longer be matched to their commands. At that point the batch being read and the one after
+    it may have run in part.
     """
     iterator = iter(batches)
     connection = client.connection_pool.get_connection()
@@ -42,7 +47,7 @@ def overlapped(
                 batch = next(iterator, None)
             except Exception:
                 if unread:  # the batch already sent has run: its replies reach the caller first
-                    yield _replies(connection, *unread)
+                    yield _replies(connection, *unread, raise_on_error)
                 raise
             if batch is None:
                 break
@@ -53,10 +58,10 @@ def overlapped(
             packed = connection.pack_commands(commands)  # type: ignore[no-untyped-call]
             connection.send_packed_command(packed, check_health=False)  # type: ignore[no-untyped-call]
             if unread:
-                yield _replies(connection, *unread)
+                yield _replies(connection, *unread, raise_on_error)
             unread = (tag, len(commands))
         if unread:
-            yield _replies(connection, *unread)
+            yield _replies(connection, *unread, raise_on_error)
     except BaseException:
         connection.disconnect()  # type: ignore[no-untyped-call]
         raise
@@ -64,5 +69,14 @@ def overlapped(
         client.connection_pool.release(connection)
 
 
-def _replies(connection: Any, tag: T, count: int) -> tuple[T, list[Any]]:
-    return tag, [connection.read_response() for _ in range(count)]
+def _replies(connection: Any, tag: T, count: int, raise_on_error: bool) -> tuple[T, list[Any]]:
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except redis.ResponseError as exc:
+            # An error reply was read whole: the next reply is still the next command's.
+            if raise_on_error:
+                raise
+            replies.append(exc)
+    return tag, replies

@@ -5,11 +5,12 @@ raises ``InvalidJob`` naming every bad field, with nothing enqueued. It returns 
 ``QueueUnavailable`` means Redis could not be reached and nothing was enqueued.
 """
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any, NamedTuple
 
+import redis
 from celery import Celery
+from pydantic_core import to_json
 from redis.exceptions import RedisError
 
 from config import get_settings
@@ -18,31 +19,73 @@ from vtex_relay.errors import FieldError, InvalidJob, InvoiceConflict, QueueUnav
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.jobs import Job
 from vtex_relay.messages import QUEUE, build_message
-from vtex_relay.models import KINDS, validate_body
+from vtex_relay.models import KINDS, parse_json, validate_body
 from vtex_relay.ordering import Enqueued, OrderRef, body_digest
 
+MAX_IDEMPOTENCY_KEY = 200
 
-def enqueue_invoice(order_id: str, body: Mapping[str, Any], *, account: str | None = None) -> str:
+
+def enqueue_invoice(
+    order_id: str,
+    body: Mapping[str, Any],
+    *,
+    account: str | None = None,
+    idempotency_key: str | None = None,
+) -> str:
     """Enqueue the invoice POST of *order_id*; *body* is the VTEX invoice body."""
-    return enqueue(build_job("invoice", order_id, body, account=account))
+    job = build_job("invoice", order_id, body, account=account)
+    return enqueue(with_idempotency_key(job, idempotency_key))
 
 
 def enqueue_tracking_number(
-    order_id: str, invoice_number: str, body: Mapping[str, Any], *, account: str | None = None
+    order_id: str,
+    invoice_number: str,
+    body: Mapping[str, Any],
+    *,
+    account: str | None = None,
+    idempotency_key: str | None = None,
 ) -> str:
     """Enqueue the PATCH that gives invoice *invoice_number* its tracking number."""
     job = build_job(
         "tracking-number", order_id, body, invoice_number=invoice_number, account=account
     )
-    return enqueue(job)
+    return enqueue(with_idempotency_key(job, idempotency_key))
 
 
 def enqueue_tracking(
-    order_id: str, invoice_number: str, body: Mapping[str, Any], *, account: str | None = None
+    order_id: str,
+    invoice_number: str,
+    body: Mapping[str, Any],
+    *,
+    account: str | None = None,
+    idempotency_key: str | None = None,
 ) -> str:
     """Enqueue a PUT of tracking events for invoice *invoice_number*."""
     job = build_job("tracking", order_id, body, invoice_number=invoice_number, account=account)
-    return enqueue(job)
+    return enqueue(with_idempotency_key(job, idempotency_key))
+
+
+def with_idempotency_key(job: Job, key: object) -> Job:
+    """*job* with the producer's idempotency key (None: the job's content is its identity).
+
+    Two jobs of an order with the same key are one job, whatever their bodies; ``InvalidJob``
+    if the key is not a string of 1 to 200 printable characters.
+    """
+    errors = _idempotency_key_errors(key)
+    if errors:
+        raise InvalidJob(errors)
+    if key is None:
+        return job
+    return job.model_copy(update={"idempotency_key": key})
+
+
+def _idempotency_key_errors(key: object) -> list[FieldError]:
+    if key is None or (
+        isinstance(key, str) and 1 <= len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()
+    ):
+        return []
+    reason = f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+    return [FieldError("idempotencyKey", reason)]
 
 
 def build_job(
@@ -53,29 +96,40 @@ def build_job(
     invoice_number: object = None,
     account: object = None,
 ) -> Job:
-    """Validate every part of a job and build it; ``InvalidJob`` names each bad field."""
+    """Validate every part of a job and build it; ``InvalidJob`` names each bad field.
+
+    The job holds the checked values (the account in lower case: one account, one order
+    namespace) and a body of at most ``MAX_BODY_BYTES`` as compact UTF-8 JSON.
+    """
     errors: list[FieldError] = []
     if kind not in KINDS:
-        errors.append(FieldError("kind", f"must be one of {', '.join(KINDS)}, not {kind!r}"))
+        errors.append(FieldError("kind", f"must be one of {', '.join(KINDS)}, not {_shown(kind)}"))
         raise InvalidJob(errors)
+    settings = get_settings()
     if account is None:
-        account = get_settings().vtex_account
+        account = settings.vtex_account
         if account is None:
             errors.append(FieldError("account", "required: give one or set VTEX_ACCOUNT"))
     if account is not None:
-        _check(errors, "account", account, check_account)
-    _check(errors, "orderId", order_id, check_order_id)
+        account = _check(errors, "account", account, check_account)
+    order_id = _check(errors, "orderId", order_id, check_order_id)
     if kind != "invoice":
         if invoice_number is None:
             errors.append(FieldError("invoiceNumber", f"required for a {kind} job"))
         else:
-            _check(errors, "invoiceNumber", invoice_number, check_invoice_number)
+            invoice_number = _check(errors, "invoiceNumber", invoice_number, check_invoice_number)
     elif invoice_number is not None:
         errors.append(FieldError("invoiceNumber", "not used by an invoice job: it is in the body"))
     try:
         vtex_body = validate_body(kind, body)
     except InvalidJob as exc:
         errors.extend(exc.errors)
+    else:
+        # Measured on what a worker will send; a body is stored in Redis about twice.
+        size, limit = len(to_json(vtex_body)), settings.max_body_bytes
+        if size > limit:
+            message = f"is {size:,} bytes as JSON, more than MAX_BODY_BYTES ({limit:,})"
+            errors.append(FieldError("body", message))
     if errors:
         raise InvalidJob(errors)
     if kind == "invoice":
@@ -89,26 +143,38 @@ def build_job(
     )
 
 
+LINE_FIELDS = frozenset({"kind", "orderId", "invoiceNumber", "account", "idempotencyKey", "body"})
+
+
 def job_from_line(line: Mapping[str, Any]) -> Job:
-    """Build a job from one batch line ``{kind, orderId, invoiceNumber?, account?, body}``."""
-    unknown = sorted(set(line) - {"kind", "orderId", "invoiceNumber", "account", "body"})
+    """Build a job from one batch line
+    ``{kind, orderId, invoiceNumber?, account?, idempotencyKey?, body}``."""
+    unknown = sorted(set(line) - LINE_FIELDS)
     if unknown:
-        raise InvalidJob([FieldError(name, "unknown field") for name in unknown])
-    return build_job(
-        line.get("kind"),
-        line.get("orderId"),
-        line.get("body"),
-        invoice_number=line.get("invoiceNumber"),
-        account=line.get("account"),
-    )
+        raise InvalidJob([FieldError(str(name)[:40], "unknown field") for name in unknown])
+    key_errors = _idempotency_key_errors(line.get("idempotencyKey"))
+    try:
+        job = build_job(
+            line.get("kind"),
+            line.get("orderId"),
+            line.get("body"),
+            invoice_number=line.get("invoiceNumber"),
+            account=line.get("account"),
+        )
+    except InvalidJob as exc:
+        raise InvalidJob(exc.errors + key_errors) from None
+    return with_idempotency_key(job, line.get("idempotencyKey"))
 
 
 def enqueue(job: Job) -> str:
-    """Enqueue one validated job; return its id (an identical invoice: the first one's id).
+    """Enqueue one validated job; return its id (an identical job: the first one's id).
 
-    Raises ``InvoiceConflict`` for a different invoice on an order that has one.
+    Raises ``InvoiceConflict`` for a different invoice on an order that has one, and
+    ``QueueUnavailable`` if Redis cannot be reached or refuses the job (out of memory).
     """
     [result] = enqueue_many([job])
+    if result.verdict == "failed":
+        raise QueueUnavailable(f"{refused_by_redis(result.state or '')}; the job was not enqueued")
     if result.verdict == "conflict":
         raise InvoiceConflict(
             job.account,
@@ -123,8 +189,10 @@ def enqueue(job: Job) -> str:
 def enqueue_many(jobs: Iterable[Job]) -> list[Enqueued]:
     """Enqueue validated jobs in order: one script call for one job, else pipelines of 1,000.
 
-    Each result says whether the job was enqueued, was a duplicate of an existing invoice
-    (with that job's id) or conflicts with one (nothing enqueued for that job).
+    Each result says whether the job was enqueued, was a duplicate of an enqueued job (with
+    that job's id), conflicts with an invoice, was refused by Redis (``failed``: out of memory)
+    or skipped because an earlier job of its order here was not enqueued: an order never
+    gets a later job without the earlier ones. ``QueueUnavailable`` if Redis went away.
     """
     app = _celery()
     messages = ((job, build_message(app, job, QUEUE)) for job in jobs)
@@ -146,21 +214,29 @@ class BatchInvoice(NamedTuple):
 
 
 def validate_batch(
-    lines: Iterable[str], spool: IO[str], on_error: Callable[[int, InvalidJob], None]
+    lines: Iterable[bytes | str], spool: IO[str], on_error: Callable[[int, InvalidJob], None]
 ) -> list[BatchInvoice]:
-    """Validate JSON lines, writing each good job to *spool* and reporting bad ones.
+    """Validate JSON lines (UTF-8 bytes or text), writing each good job to *spool* and
+    reporting bad ones, each by its number.
 
-    Blank lines are skipped. Returns the invoice lines, for ``invoice_conflicts``. The caller
-    enqueues only if no line was bad.
+    Blank lines are skipped. A line is bad, never an exception, whatever its bytes: not UTF-8,
+    not JSON, too deep or a number too long to parse, or over ``Settings.input_limit()``.
+    Returns the invoice lines, for ``invoice_conflicts``. The caller enqueues only if no line
+    was bad.
     """
+    limit = get_settings().input_limit()
     invoices: list[BatchInvoice] = []
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
+        if len(text) > limit and len(_without_end(text)) > limit:
+            reason = f"over {limit:,} bytes, the most read for a line (4 times MAX_BODY_BYTES)"
+            on_error(number, InvalidJob([FieldError("line", reason)]))
+            continue
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            on_error(number, InvalidJob([FieldError("line", f"not JSON: {exc.msg}")]))
+            data = parse_json(text)
+        except ValueError as exc:
+            on_error(number, InvalidJob([FieldError("line", str(exc))]))
             continue
         try:
             if not isinstance(data, dict):
@@ -204,14 +280,33 @@ def invoice_conflicts(invoices: list[BatchInvoice]) -> list[tuple[int, str]]:
     return sorted(conflicts)
 
 
-def _check(errors: list[FieldError], name: str, value: object, check: Callable[[str], str]) -> None:
+def _check(
+    errors: list[FieldError], name: str, value: object, check: Callable[[str], str]
+) -> str | None:
+    """The value *check* returns (the one to keep: an account comes back in lower case), or
+    ``None`` with the reason added to *errors*."""
     if not isinstance(value, str):
         errors.append(FieldError(name, "must be a string"))
-        return
+        return None
     try:
-        check(value)
+        return check(value)
     except ValueError as exc:
         errors.append(FieldError(name, str(exc)))
+        return None
+
+
+def _without_end(line: bytes | str) -> bytes | str:
+    return line.rstrip(b"\r\n") if isinstance(line, bytes) else line.rstrip("\r\n")
+
+
+def _shown(value: object) -> str:
+    """*value* for an error message: a short string as itself, anything else by its type (the
+    repr of a huge int raises, and a long string would drown the message)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:40] + "...")
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    return f"a value of type {type(value).__name__}"
 
 
 def _celery() -> Celery:
@@ -221,14 +316,35 @@ def _celery() -> Celery:
     return app
 
 
-def _unreachable(exc: BaseException, sent: int) -> str:
+def _redis_url() -> str:
     from kombu.utils.url import maybe_sanitize_url
 
-    url = maybe_sanitize_url(get_settings().redis_url)
+    return str(maybe_sanitize_url(get_settings().redis_url))
+
+
+def refused_by_redis(error: str) -> str:
+    """Redis's error reply to a script, said as what it is."""
+    if error.startswith("OOM"):
+        return f"Redis at {_redis_url()} is out of memory (maxmemory reached: {error})"
+    return f"Redis at {_redis_url()} refused the job ({error})"
+
+
+def _unreachable(exc: BaseException, sent: int) -> str:
+    if isinstance(exc, redis.ResponseError):
+        trouble = refused_by_redis(str(exc))
+    else:
+        trouble = f"cannot reach Redis at {_redis_url()} ({exc})"
     if not sent:
-        return f"cannot reach Redis at {url} ({exc}); nothing was enqueued"
+        return f"{trouble}; nothing was enqueued"
     return (
-        f"cannot reach Redis at {url} ({exc}); the first {sent} job(s) were enqueued, the next "
-        "2,000 may or may not be, the rest were not (enqueueing the same Job objects again is "
-        "safe: a job id already enqueued is not enqueued twice)"
+        f"{trouble}; the first {sent} job(s) were handled, the next 2,000 may or may not have "
+        f"been, the rest were not. {RERUN_IS_SAFE}"
     )
+
+
+# Said wherever a batch stopped part-way.
+RERUN_IS_SAFE = (
+    "Each order kept its jobs up to the first one missing, never a later job without the "
+    "earlier ones; running the same jobs again is safe: a job identical to one enqueued is "
+    "answered with that job's id, not enqueued twice."
+)

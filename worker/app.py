@@ -8,11 +8,12 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, celeryd_init
+from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
 
 from config import Settings, get_settings
 from vtex_relay.errors import ConfigurationError
 from vtex_relay.messages import QUEUE
+from vtex_relay.redaction import Redactor, install
 
 
 def create_app(settings: Settings) -> Celery:
@@ -67,7 +68,16 @@ def _settings_or_exit() -> Settings:
         raise SystemExit(f"vtex-relay: {exc}") from None
 
 
-app = create_app(_settings_or_exit())
+_settings = _settings_or_exit()
+app = create_app(_settings)
+# Cuts the app token out of attempt records, task results, exceptions and log lines.
+redact = Redactor([_settings.vtex_app_token.get_secret_value()] if _settings.vtex_app_token else [])
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger, **_: Any) -> None:
+    install(redact, [logger, logging.getLogger()])
 
 
 @after_setup_logger.connect

@@ -1,17 +1,35 @@
 -- Append a job to its order; dispatch it at once if the order is idle.
--- KEYS: order, seqs, job, queue
--- ARGV: ref, job_id, kind, message, digest, invoice_number, enqueued_at
--- Returns {"enqueued", job_id} | {"duplicate", existing_id} | {"conflict", existing_id, number, state}
+-- KEYS: order, seqs, job, queue, dedup
+-- ARGV: ref, job_id, kind, message, digest, invoice_number, enqueued_at, fingerprint,
+--       after (the fingerprint of the job enqueued just before it in the same batch for the
+--       same order, or "")
+-- Returns {"enqueued", job_id} | {"duplicate", existing_id}
+--       | {"conflict", existing_id, number, state} | {"skipped"}
 -- The producers' hot path: a batch runs it once per line, so it reads the order once and
--- writes each hash once.
-local okey, seqs, jkey, queue = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local ref, job_id, kind, message, digest, number, enqueued_at =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+-- writes each hash once. Redis refuses to start it when out of memory (no allow-oom flag), so
+-- it never stops half-way through its writes.
+local okey, seqs, jkey, queue, dedup = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local ref, job_id, kind, message, digest, number, enqueued_at, fingerprint, after =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 
 if redis.call("EXISTS", jkey) == 1 then
   -- The same job again (a producer retrying after a failed pipeline, whose scripts may have
   -- run): it is enqueued already; changing anything would strand its order.
   return {"enqueued", job_id}
+end
+
+-- A batch that failed part-way (Redis out of memory, say) must leave each order a prefix of
+-- its jobs: a job whose predecessor in the batch is not in its order is not enqueued either.
+if after ~= "" and redis.call("HEXISTS", dedup, after) == 0 then
+  return {"skipped"}
+end
+
+-- The identical job (same kind, invoice number and body, or the same idempotency key) is
+-- enqueued once: sending it again, as a re-run batch does, answers with the first job's id.
+-- A discarded job does not count: the operator gave up on it, so it may be sent again.
+local same = redis.call("HGET", dedup, fingerprint)
+if same and (redis.call("HGET", job_key(ref, same), "state") or "done") ~= "discarded" then
+  return {"duplicate", same}
 end
 
 local order = redis.call("HMGET", okey, "head", "invoice_job", "invoice_digest", "invoice_number")
@@ -32,6 +50,7 @@ end
 
 local seq = redis.call("HINCRBY", okey, "last_seq", 1)
 redis.call("HSET", seqs, seq, job_id)
+redis.call("HSET", dedup, fingerprint, job_id)
 local state, dispatches, dseq = "queued", 0, 0
 if head == 0 then
   -- The order is idle: the job is its head and ready at once (dispatch, written inline).
