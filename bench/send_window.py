@@ -1,0 +1,91 @@
+"""``python -m bench.send_window``: how long a frozen worker could still send late.
+
+A worker checks its lease's send-by time as the last step before each write of a request to
+the socket (``vtex_relay.oms_client._SendBy``). What is left is the time from the last check
+that passes to the moment the request's last byte is handed to the kernel: a freeze (SIGSTOP,
+a VM pause) inside that window, longer than the margin, lets the request leave late. This
+measures that window on the real client, for the guide's invoice POST, against a local HTTP
+server, and writes a table to ``bench/send-window.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from config import Settings
+from vtex_relay import oms_client
+
+REQUESTS = 5_000
+INVOICE = json.loads((Path(__file__).parent.parent / "examples" / "invoice.json").read_text())
+windows: list[int] = []  # ns from the last passed check to the body handed to the kernel
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b'{"receipt": "r"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Measured(oms_client._SendBy):
+    """The real check, timed: the last check that passed, and the body's write returning."""
+
+    __slots__ = ("passed",)
+
+    def __call__(self, event: str, info: Any) -> None:
+        super().__call__(event, info)
+        if event.endswith(oms_client._WRITES):
+            self.passed = time.monotonic_ns()
+        elif event.endswith("send_request_body.complete"):
+            windows.append(time.monotonic_ns() - self.passed)
+
+
+def main() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = Settings(
+        vtex_app_key="key",
+        vtex_app_token=SecretStr("token"),
+        vtex_base_url=f"http://127.0.0.1:{server.server_address[1]}/{{account}}",
+    )
+    oms_client._SendBy = _Measured  # type: ignore[misc]
+    with oms_client.OmsClient(settings) as client:
+        for _ in range(REQUESTS):
+            client.post_invoice("benchstore", "o-1", INVOICE, send_by=time.monotonic() + 60)
+    server.shutdown()
+    micro = sorted(w / 1000 for w in windows)
+    p99 = micro[int(len(micro) * 0.99) - 1]
+    text = "\n".join(
+        [
+            "| measurement | requests | p50 | p99 | max |",
+            "|---|---|---|---|---|",
+            f"| last lease check → request body handed to the kernel (invoice POST, loopback) "
+            f"| {len(micro):,} | {statistics.median(micro):.1f} µs | {p99:.1f} µs "
+            f"| {micro[-1]:.1f} µs |",
+            "",
+            "Command: `.venv/bin/python -m bench.send_window`",
+        ]
+    )
+    print(text)
+    Path(__file__).with_name("send-window.md").write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
