@@ -130,9 +130,10 @@ def run_job(job: Job) -> str:
         return attempt.outcome
     status = f"HTTP {attempt.status}: " if attempt.status is not None else ""
     if outcome == "retry":
-        raise Retry(
-            f"{status}{attempt.message}"[:300], when=datetime.now(UTC) + timedelta(seconds=delay)
-        )
+        when = datetime.now(UTC) + timedelta(seconds=delay)
+        # Flower shows the repr of Retry.exc: VTEX's answer and when the next try is due.
+        due = f"next try at {when.isoformat(timespec='seconds')} (in {delay:.1f}s)"
+        raise Retry(exc=RetryableError(f"{status}{attempt.message}"[:300] + f"; {due}"), when=when)
     raise JobDead(f"dead: {status}{attempt.message}"[:300])
 
 

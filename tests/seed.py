@@ -1,5 +1,5 @@
-"""The three example bodies of VTEX's guide "How to create an order invoice integration"
-(shared/seed/), as printed there; the repo keeps them in examples/ for `make run` too."""
+"""The three example bodies of VTEX's guide "How to create an order invoice integration",
+as printed there; the repo keeps them in examples/ for `make run` too."""
 
 import json
 from pathlib import Path

@@ -138,13 +138,11 @@ def order_jobs(client: "redis.Redis", ref: OrderRef) -> list[JobRecord]:
 def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
     """The order's state and its jobs in sequence (see ``order_jobs``); else ``UnknownOrder``."""
     seqs = sorted((int(s), _text(j)) for s, j in client.hgetall(ref.key("seqs")).items())
-    # One transaction (every key shares the order's hash tag) so the order's state and its
-    # jobs' states are one consistent snapshot.
-    pipe = client.pipeline(transaction=True)
-    pipe.hgetall(ref.key("order"))
-    for _seq, job_id in seqs:
-        _queue_reads(pipe, ref, job_id)
-    raw_order, *replies = pipe.execute()
+    try:
+        raw_order, *replies = _read_order(client, ref, seqs, transaction=True)
+    except redis.exceptions.OutOfMemoryError:
+        # A full Redis refuses MULTI; the operator needs this view most then, so read without.
+        raw_order, *replies = _read_order(client, ref, seqs, transaction=False)
     if not raw_order:
         raise UnknownOrder(ref)
     order = {_text(k): _text(v) for k, v in raw_order.items()}
@@ -156,6 +154,18 @@ def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
             job = replace(job, state="held")
         jobs.append(job)
     return OrderStatus(ref, state, int(order.get("head", "0")), jobs)
+
+
+def _read_order(
+    client: "redis.Redis", ref: OrderRef, seqs: list[tuple[int, str]], *, transaction: bool
+) -> list[Any]:
+    # One transaction (every key shares the order's hash tag) so the order's state and its
+    # jobs' states are one consistent snapshot.
+    pipe = client.pipeline(transaction=transaction)
+    pipe.hgetall(ref.key("order"))
+    for _seq, job_id in seqs:
+        _queue_reads(pipe, ref, job_id)
+    return pipe.execute()
 
 
 def _resolve(

@@ -3,7 +3,7 @@
 Every value that becomes part of a URL is checked here, at enqueue time and again in the
 OMS client, so that no input can change the request's host or path. The rules are allow-lists:
 VTEX order ids look like ``1172452900788-01`` or ``v501245lspt-01``; VTEX recommends plain
-alphanumeric invoice numbers (see shared/vtex/API-NOTES.md, "Known pitfalls"). Each check
+alphanumeric invoice numbers, since OMS cannot route updates for some others. Each check
 returns the value to use from then on: an account comes back in lower case.
 """
 

@@ -1,7 +1,7 @@
 """The three request bodies vtex-relay sends to VTEX OMS, and the receipt VTEX answers with.
 
-Field names, types, required fields and nullability follow VTEX's Orders API spec
-(shared/vtex/orders-api.json, see shared/vtex/API-NOTES.md sections 1-3):
+Field names, types, required fields and nullability follow VTEX's Orders API spec (its
+OpenAPI document for the Orders API, the three operations below):
 
 * ``Invoice``        - POST ``/api/oms/pvt/orders/{orderId}/invoice``
 * ``TrackingNumber`` - PATCH ``/api/oms/pvt/orders/{orderId}/invoice/{invoiceNumber}``

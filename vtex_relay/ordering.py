@@ -303,7 +303,9 @@ def _text(value: Any) -> str:
 
 def _enqueued(job: Job, reply: Any) -> Enqueued:
     if isinstance(reply, redis.ResponseError):
-        return Enqueued("failed", job.job_id, state=str(reply))
+        # redis-py drops the error code from an OOM reply's text: put it back.
+        oom = "OOM " if isinstance(reply, redis.exceptions.OutOfMemoryError) else ""
+        return Enqueued("failed", job.job_id, state=f"{oom}{reply}")
     parts = [_text(part) for part in reply]
     if parts[0] == "conflict":
         return Enqueued("conflict", parts[1], parts[2], parts[3])

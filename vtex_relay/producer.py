@@ -330,7 +330,9 @@ def refused_by_redis(error: str) -> str:
 
 
 def _unreachable(exc: BaseException, sent: int) -> str:
-    if isinstance(exc, redis.ResponseError):
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        trouble = refused_by_redis(f"OOM {exc}")
+    elif isinstance(exc, redis.ResponseError):
         trouble = refused_by_redis(str(exc))
     else:
         trouble = f"cannot reach Redis at {_redis_url()} ({exc})"
