@@ -10,7 +10,9 @@ ensure_venv() {
   local stamp
   stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
-    echo "==> installing vtex-relay and its dev tools into .venv"
+    # [dev]: the worker's dependencies, the extras sandbox, flower and run (honcho), and the
+    # test tools: all that make run, make test and make bench use.
+    echo "==> installing vtex-relay[dev] into .venv"
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
     rm -f .venv/.installed-*

@@ -34,7 +34,7 @@ from vtex_relay.errors import JobDead, LeaseExpired, OmsError, PermanentError, R
 from vtex_relay.jobs import Attempt, Job
 from vtex_relay.models import Kind, Receipt
 from vtex_relay.oms_client import OmsClient
-from vtex_relay.ordering import Claim, OrderRef, Outcome
+from vtex_relay.ordering import Claim, Decision, OrderRef
 from vtex_relay.reconcile import landed
 from worker.app import app, redact
 
@@ -139,7 +139,7 @@ def run_job(job: Job) -> str:
 
 def _try(
     job: Job, claim: Claim, settings: Settings, send_by: float
-) -> tuple[Attempt, Outcome, float]:
+) -> tuple[Attempt, Decision, float]:
     now = datetime.now(UTC)
     try:
         if claim.uncertain and landed(oms_client(), job, send_by=send_by):

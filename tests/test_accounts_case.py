@@ -13,9 +13,10 @@ from click.testing import CliRunner, Result
 
 from config import Settings, get_settings
 from tests.processes import text
-from vtex_relay import enqueue_invoice
+from vtex_relay import enqueue_invoice, keys
 from vtex_relay.cli import cli
 from vtex_relay.errors import InvoiceConflict
+from vtex_relay.ordering import OrderRef
 
 INVOICE = {
     "type": "Output",
@@ -31,9 +32,14 @@ def run(*args: str, stdin: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
 
 
+def _tag_of(account: str, order_id: str) -> str:
+    """How an order's keys start: ``vr:{account:orderId}``."""
+    return OrderRef(account, order_id).key("").removesuffix(":")
+
+
 def order_keys(client: redis.Redis) -> set[str]:
     """The ``{account:orderId}`` tags of every order key in Redis."""
-    return {text(key).split("}")[0] + "}" for key in client.scan_iter("vr:{*")}
+    return {text(key).split("}")[0] + "}" for key in client.scan_iter(keys.order("*", "*"))}
 
 
 def test_the_api_refuses_a_second_invoice_under_another_case(redis_client: redis.Redis) -> None:
@@ -42,7 +48,7 @@ def test_the_api_refuses_a_second_invoice_under_another_case(redis_client: redis
         enqueue_invoice("o-case", {**INVOICE, "invoiceNumber": "NF-2"}, account="mystore")
     assert refused.value.job_id == first
     assert enqueue_invoice("o-case", INVOICE, account="MyStore") == first  # a duplicate
-    assert order_keys(redis_client) == {"vr:{mystore:o-case}"}
+    assert order_keys(redis_client) == {_tag_of("mystore", "o-case")}
 
 
 def test_the_cli_account_lands_in_the_lower_case_order(redis_client: redis.Redis) -> None:
@@ -51,9 +57,9 @@ def test_the_cli_account_lands_in_the_lower_case_order(redis_client: redis.Redis
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["account"] == "mystore"
-    seqs = redis_client.hgetall("vr:{mystore:o-cli}:seqs")
+    seqs = redis_client.hgetall(OrderRef("mystore", "o-cli").key("seqs"))
     assert [text(v) for v in seqs.values()] == [summary["jobId"]]
-    assert order_keys(redis_client) == {"vr:{mystore:o-cli}"}
+    assert order_keys(redis_client) == {_tag_of("mystore", "o-cli")}
 
     other = {**INVOICE, "invoiceNumber": "NF-2"}
     again = run("enqueue", "invoice", "o-cli", "-", "--account", "MYSTORE", stdin=json.dumps(other))
@@ -75,8 +81,10 @@ def test_a_batch_line_account_is_lower_cased(redis_client: redis.Redis) -> None:
     ]
     result = run("enqueue", "batch", "-", stdin="\n".join(json.dumps(x) for x in lines))
     assert result.exit_code == 0, result.output
-    assert order_keys(redis_client) == {"vr:{otherstore:o-b}"}
-    assert redis_client.hlen("vr:{otherstore:o-b}:seqs") == 2  # one order, in line order
+    assert order_keys(redis_client) == {_tag_of("otherstore", "o-b")}
+    assert (
+        redis_client.hlen(OrderRef("otherstore", "o-b").key("seqs")) == 2
+    )  # one order, in line order
 
 
 def test_settings_keep_accounts_in_lower_case() -> None:
@@ -118,4 +126,4 @@ def test_the_default_account_from_the_environment_is_lower_cased(
     fresh_settings.setenv("VTEX_ACCOUNT", "TestStore")
     result = run("enqueue", "invoice", "o-env", "-", stdin=json.dumps(INVOICE))
     assert result.exit_code == 0, result.output
-    assert order_keys(redis_client) == {"vr:{teststore:o-env}"}
+    assert order_keys(redis_client) == {_tag_of("teststore", "o-env")}

@@ -44,9 +44,10 @@ import redis
 from tests.processes import Worker, text, wait_for
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.dead_letters import order_status
+from vtex_relay.keys import DEAD, DELAYED, LEASES
 from vtex_relay.messages import QUEUE
 from vtex_relay.models import Kind
-from vtex_relay.ordering import DEAD, DELAYED, LEASES, OrderRef
+from vtex_relay.ordering import OrderRef
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
 
 T = TypeVar("T")

@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 from tests.processes import ROOT, free_port, text
 from vtex_relay.cli import cli
 from vtex_relay.messages import QUEUE
+from vtex_relay.ordering import OrderRef
 
 EXAMPLES = ROOT / "examples"
 INVOICE = json.loads((EXAMPLES / "invoice.json").read_text())
@@ -165,7 +166,7 @@ class TestBatch:
         assert [job["kind"] for job in jobs] == ["invoice", "tracking-number", "tracking"]
         # One order: only its first job is on the Celery queue; the others wait behind it.
         assert [m["task"] for m in queued(redis_client)] == ["invoice"]
-        seqs = redis_client.hgetall("vr:{teststore:1172452900788-01}:seqs")
+        seqs = redis_client.hgetall(OrderRef("teststore", "1172452900788-01").key("seqs"))
         assert [text(seqs[str(n).encode()]) for n in (1, 2, 3)] == [j["jobId"] for j in jobs]
 
     def test_one_bad_line_among_good_ones_enqueues_nothing(

@@ -18,9 +18,10 @@ from click.testing import CliRunner, Result
 from config import get_settings
 from tests.processes import free_port
 from vtex_relay.jobs import Attempt, Job
+from vtex_relay.keys import DEAD, DISCARDED
 from vtex_relay.messages import QUEUE, build_message, read_message
 from vtex_relay.operator_cli import dlq, order
-from vtex_relay.ordering import DEAD, DISCARDED, Ordering, OrderRef, Outcome
+from vtex_relay.ordering import Decision, Ordering, OrderRef
 from worker.app import app
 
 ACCOUNT = "teststore"
@@ -78,7 +79,7 @@ def attempt(outcome: str, at: datetime, status: int | None, message: str) -> str
 
 
 def run_once(
-    ordering: Ordering, client: redis.Redis, job: Job, outcome: Outcome, note: str
+    ordering: Ordering, client: redis.Redis, job: Job, outcome: Decision, note: str
 ) -> None:
     """Take *job*'s message off the queue, claim the job and finish it with *outcome*."""
     [raw] = [m for m in client.lrange(QUEUE, 0, -1) if read_message(m)[1]["job_id"] == job.job_id]

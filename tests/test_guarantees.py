@@ -21,6 +21,7 @@ from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.cli import cli
 from vtex_relay.messages import QUEUE
+from vtex_relay.ordering import OrderRef
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
 
 OMS = "/api/oms/pvt/orders"
@@ -57,7 +58,7 @@ def invoice_posts(sandbox: SandboxControl, order: str) -> dict[str, int] | None:
 
 
 def order_state(client: redis.Redis, order: str) -> str | None:
-    state = client.hget(f"vr:{{teststore:{order}}}:order", "state")
+    state = client.hget(OrderRef("teststore", order).key("order"), "state")
     return state.decode() if isinstance(state, bytes) else state
 
 

@@ -15,6 +15,7 @@ from vtex_relay import enqueue_invoice, enqueue_tracking_number
 from vtex_relay.cli import cli
 from vtex_relay.errors import InvoiceConflict
 from vtex_relay.messages import QUEUE
+from vtex_relay.ordering import OrderRef
 
 ORDER = "o-1"
 INVOICE: dict[str, Any] = {
@@ -32,7 +33,7 @@ def run(*args: str, stdin: str | None = None) -> Result:
 
 
 def jobs_of(client: redis.Redis, order: str = ORDER) -> list[str]:
-    seqs = client.hgetall(f"vr:{{teststore:{order}}}:seqs")
+    seqs = client.hgetall(OrderRef("teststore", order).key("seqs"))
     return [text(seqs[key]) for key in sorted(seqs, key=int)]
 
 
@@ -57,7 +58,7 @@ class TestPythonApi:
     ) -> None:
         first = enqueue_invoice(ORDER, INVOICE)
         enqueue_tracking_number(ORDER, "NF-1", {"trackingNumber": "T-1"})
-        redis_client.hset(f"vr:{{teststore:{ORDER}}}:job:{first}", "state", "done")
+        redis_client.hset(OrderRef("teststore", ORDER).job_key(first), "state", "done")
         with pytest.raises(InvoiceConflict, match="done"):
             enqueue_invoice(ORDER, OTHER)
 

@@ -38,18 +38,15 @@ from hypothesis.stateful import (
 )
 
 from vtex_relay.jobs import Job
+from vtex_relay.keys import DEAD, DELAYED, DISCARDED, LEASES
 from vtex_relay.messages import build_message, read_message
 from vtex_relay.models import Kind
 from vtex_relay.ordering import (
-    DEAD,
-    DELAYED,
-    DISCARDED,
-    LEASES,
     Claim,
+    Decision,
     Enqueued,
     Ordering,
     OrderRef,
-    Outcome,
 )
 
 QUEUE = "test-ordering-model"
@@ -68,7 +65,7 @@ LONG_DELAY = 3600.0
 RETENTION = 3600
 
 # A head job is the one job of its order that may be ready, running, retrying or dead.
-HEAD_STATES = frozenset({"ready", "running", "retrying", "dead"})
+HEAD_STATES = frozenset({"ready", "running", "retrying", "throttled", "dead"})
 FINISHED_STATES = frozenset({"done", "discarded"})
 
 APP = Celery("test-ordering-model", set_as_current=False)
@@ -191,7 +188,7 @@ class OrderingMachine(RuleBasedStateMachine):
         return self.jobs[tag.rpartition(".")[0]]
 
     def finish_job(
-        self, job: JobModel, token: str, outcome: Outcome, due: bool, uncertain: bool
+        self, job: JobModel, token: str, outcome: Decision, due: bool, uncertain: bool
     ) -> None:
         attempt = json.dumps({"n": next(self.counter), "token": token})
         actual = self.ordering.finish(
@@ -269,7 +266,7 @@ class OrderingMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: bool(self.queue))
     @rule(outcome=OUTCOMES, due=st.booleans(), uncertain=st.booleans())
-    def work(self, outcome: Outcome, due: bool, uncertain: bool) -> None:
+    def work(self, outcome: Decision, due: bool, uncertain: bool) -> None:
         """A worker's whole run: take a message, claim its job, try it, record the outcome."""
         job = self.pop()
         token = self.claim(job, live=True)
@@ -305,7 +302,7 @@ class OrderingMachine(RuleBasedStateMachine):
         uncertain=st.booleans(),
     )
     def finish(
-        self, data: st.DataObject, holder: bool, outcome: Outcome, due: bool, uncertain: bool
+        self, data: st.DataObject, holder: bool, outcome: Decision, due: bool, uncertain: bool
     ) -> None:
         """A worker that claimed earlier finishes: the holder, or one whose lease was lost."""
         holders = [(j, t) for j, t in self.tokens if self.jobs[j].token == t]
@@ -325,7 +322,7 @@ class OrderingMachine(RuleBasedStateMachine):
                 job.uncertain, job.token = True, None
                 self.dispatch(job)
         # Messages are never lost here, so no ready job is replaced (lost_after: an hour).
-        assert self.ordering.sweep(lost_after=3600) == (retried, recovered, 0)
+        assert self.ordering.sweep(lost_after=3600) == (retried, 0, recovered, 0)
         event(f"sweep: retried {min(retried, 2)}+, recovered {min(recovered, 2)}+")
 
     @precondition(lambda self: any(job.state == "dead" for job in self.jobs.values()))

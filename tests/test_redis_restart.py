@@ -14,6 +14,7 @@ from tests.processes import RedisServer, Worker, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice
 from vtex_relay.errors import QueueUnavailable
+from vtex_relay.ordering import OrderRef
 from vtex_relay.sandbox import SandboxControl
 
 
@@ -50,7 +51,7 @@ def test_a_redis_restart_loses_nothing_and_the_worker_carries_on(
 
     def missing() -> str:
         lost = sorted({*before, *after} - delivered(sandbox, "o-"))
-        states = {o: redis_client.hgetall(f"vr:{{teststore:{o}}}:order") for o in lost[:3]}
+        states = {o: redis_client.hgetall(OrderRef("teststore", o).key("order")) for o in lost[:3]}
         return f"every job to be delivered; missing {lost}, orders {states}\n{worker.log()[-3000:]}"
 
     wait_for(lambda: delivered(sandbox, "o-") >= {*before, *after}, timeout=60, what=missing)

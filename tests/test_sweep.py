@@ -34,7 +34,7 @@ def test_a_waiting_backlog_is_not_read_again_by_every_sweep(redis_client: "redis
     _enqueue(ordering, 500, "waiting")  # all ready, all still in the queue
     redis_client.config_resetstat()
 
-    assert ordering.sweep(lost_after=0) == (0, 0, 0)
+    assert ordering.sweep(lost_after=0) == (0, 0, 0, 0)
 
     # The oldest waiting job shows that every later one is still queued: one job read, not 500.
     assert _hgets(redis_client) <= 2
@@ -52,7 +52,7 @@ def test_a_lost_message_ahead_of_a_waiting_backlog_is_replaced(
     assert _pop_job_id(redis_client) == taken.job_id
     assert ordering.claim(OrderRef.of(taken), taken.job_id, "w-2", 60).verdict == "run"
 
-    assert ordering.sweep(lost_after=0) == (0, 0, 1)
+    assert ordering.sweep(lost_after=0) == (0, 0, 0, 1)
 
     # The replacement goes to the front; the 48 waiting messages are left as they were.
     assert _pop_job_id(redis_client) == lost.job_id

@@ -1,21 +1,27 @@
 """vtex-relay: deliver invoices and tracking from a seller's ERP to VTEX OMS, in order, once.
 
-The producer API: ``enqueue_invoice``, ``enqueue_tracking_number``, ``enqueue_tracking``.
+The producer API: ``enqueue_invoice``, ``enqueue_tracking_number``, ``enqueue_tracking``, and
+the errors they raise (``vtex_relay.errors`` draws their tree).
 """
 
-from typing import TYPE_CHECKING, Any
+from vtex_relay.errors import (
+    ConfigurationError,
+    FieldError,
+    InvalidJob,
+    InvoiceConflict,
+    QueueUnavailable,
+    RelayError,
+)
+from vtex_relay.producer import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 
-if TYPE_CHECKING:
-    from vtex_relay.producer import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
-
-__all__ = ["enqueue_invoice", "enqueue_tracking", "enqueue_tracking_number"]
-
-
-def __getattr__(name: str) -> Any:
-    # Imported on first use: ``config`` imports submodules of this package, and the producer
-    # imports ``config``; an eager import here would make that a cycle.
-    if name in __all__:
-        from vtex_relay import producer
-
-        return getattr(producer, name)
-    raise AttributeError(f"module 'vtex_relay' has no attribute {name!r}")
+__all__ = [
+    "ConfigurationError",
+    "FieldError",
+    "InvalidJob",
+    "InvoiceConflict",
+    "QueueUnavailable",
+    "RelayError",
+    "enqueue_invoice",
+    "enqueue_tracking",
+    "enqueue_tracking_number",
+]

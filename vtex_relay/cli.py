@@ -10,17 +10,14 @@ of any size — ends in one of these, never a traceback; no more than
 import gc
 import importlib
 import json
-import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import IO, Any, ClassVar, NoReturn
+from typing import IO, Any, ClassVar
 
 import click
 
-from config import get_settings
+from vtex_relay.console import clean_errors, fail
 from vtex_relay.errors import (
-    ConfigurationError,
     FieldError,
     InvalidJob,
     InvoiceConflict,
@@ -39,6 +36,7 @@ from vtex_relay.producer import (
     validate_batch,
     with_idempotency_key,
 )
+from vtex_relay.settings import get_settings
 
 _MAX_REPORTED_LINES = 100
 
@@ -55,7 +53,8 @@ body_argument = click.argument("file", type=click.File("rb"), default="-")
 
 class _LazyGroup(click.Group):
     """Imports the sandbox command only when it runs (click's lazy-loading pattern): it pulls
-    in aiohttp, which would add ~0.25 s to the start of every other command."""
+    in aiohttp, which would add ~0.25 s to the start of every other command. Installed without
+    its extra (``vtex-relay[sandbox]``: aiohttp, jsonschema), it says so in one line, exit 2."""
 
     _lazy: ClassVar[dict[str, str]] = {"sandbox": "vtex_relay.sandbox.command"}
 
@@ -64,9 +63,23 @@ class _LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self._lazy:
-            command: click.Command = getattr(
-                importlib.import_module(self._lazy[cmd_name]), cmd_name
-            )
+            try:
+                module = importlib.import_module(self._lazy[cmd_name])
+            except ModuleNotFoundError as exc:
+                missing = (exc.name or "").partition(".")[0]
+                if missing not in ("aiohttp", "jsonschema"):
+                    raise
+                # The extra is named after the command. Any arguments (--help too) get the hint.
+                hint = f"pip install 'vtex-relay[{cmd_name}]'"
+                message = f"the {cmd_name} command needs {missing}, which is not installed: {hint}"
+                return click.Command(
+                    cmd_name,
+                    callback=lambda: fail(2, message),
+                    short_help=f"Not installed: {hint}.",
+                    add_help_option=False,
+                    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                )
+            command: click.Command = getattr(module, cmd_name)
             return command
         return super().get_command(ctx, cmd_name)
 
@@ -154,7 +167,7 @@ def enqueue_batch(file: IO[bytes], as_json: bool) -> None:
         if len(bad) < _MAX_REPORTED_LINES:
             bad.extend(f"  line {number}: {error}" for error in exc.errors)
 
-    with _clean_errors(), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+    with clean_errors(), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
         invoices = validate_batch(_bounded_lines(file), spool, on_error)
         if not bad_count and not spool.tell():  # not an error, but worth a word: a wrong file?
             if as_json:
@@ -167,9 +180,7 @@ def enqueue_batch(file: IO[bytes], as_json: bool) -> None:
         if bad_count:
             more = bad_count - min(bad_count, _MAX_REPORTED_LINES)
             tail = [f"  ... and {more} more bad line(s)"] if more else []
-            _fail(
-                2, f"{bad_count} bad line(s) in {_name(file)}; nothing was enqueued:", *bad, *tail
-            )
+            fail(2, f"{bad_count} bad line(s) in {_name(file)}; nothing was enqueued:", *bad, *tail)
         spool.seek(0)
         jobs = [Job.model_validate_json(text) for text in spool] if as_json else None
         if jobs is None:
@@ -191,12 +202,12 @@ def _report_batch(results: list[Enqueued], jobs: list[Job] | None) -> None:
     failed, refused, skipped = left_out["failed"], left_out["conflict"], left_out["skipped"]
     after = [f"  {len(skipped)} later job(s) of the same orders were skipped"] if skipped else []
     if failed:
-        _fail(1, f"{refused_by_redis(failed[0][1].state or '')}: {len(failed)} job(s) were not "
+        fail(1, f"{refused_by_redis(failed[0][1].state or '')}: {len(failed)} job(s) were not "
                  f"enqueued; {len(results) - len(failed) - len(skipped)} were.", *after,
                  f"  {RERUN_IS_SAFE}")  # fmt: skip
     if refused:
         # Only a producer racing this one can cause this: the check above saw no conflict.
-        _fail(2, f"{len(refused)} invoice job(s) conflicted with another producer's and were "
+        fail(2, f"{len(refused)} invoice job(s) conflicted with another producer's and were "
                  "not enqueued (all other jobs were):", *(f"  job {i}: order already has invoice "
                  f"{r.invoice_number} (job {r.job_id})" for i, r in refused), *after)  # fmt: skip
 
@@ -219,7 +230,7 @@ def _enqueue_one(
     key: str | None,
     as_json: bool,
 ) -> None:
-    with _clean_errors():
+    with clean_errors():
         body = _read_body(file)
         job = build_job(kind, order_id, body, invoice_number=invoice_number, account=account)
         job = with_idempotency_key(job, key)
@@ -246,7 +257,7 @@ def _read_body(file: IO[bytes]) -> object:
     try:
         return parse_json(data)
     except ValueError as exc:
-        _fail(2, f"{_name(file)}: the body is {exc}; nothing was enqueued")
+        fail(2, f"{_name(file)}: the body is {exc}; nothing was enqueued")
 
 
 def _bounded_lines(file: IO[bytes]) -> Iterator[bytes]:
@@ -274,23 +285,3 @@ def _summary(job: Job, result: Enqueued) -> dict[str, Any]:
         "invoiceNumber": job.invoice_number,
         "status": result.verdict,
     }
-
-
-@contextmanager
-def _clean_errors() -> Iterator[None]:
-    """Turn vtex-relay's errors into one clear message on stderr and an exit code."""
-    try:
-        yield
-    except InvalidJob as exc:
-        _fail(2, "invalid job; nothing was enqueued:", *(f"  {e}" for e in exc.errors))
-    except ConfigurationError as exc:
-        _fail(2, str(exc))
-    except InvoiceConflict as exc:
-        _fail(2, f"{exc}; nothing was enqueued")
-    except QueueUnavailable as exc:
-        _fail(1, str(exc))
-
-
-def _fail(code: int, first: str, *more: str) -> NoReturn:
-    click.echo("\n".join([f"vtex-relay: {first}", *more]), err=True)
-    sys.exit(code)

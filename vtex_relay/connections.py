@@ -4,8 +4,8 @@ from functools import lru_cache
 
 import redis
 
-from config import get_settings
 from vtex_relay.ordering import Ordering
+from vtex_relay.settings import get_settings
 
 
 @lru_cache(maxsize=1)

@@ -14,42 +14,13 @@ from typing import Any, Literal
 
 import redis
 
-from vtex_relay.errors import RelayError
+from vtex_relay.errors import JobNotDead, UnknownJob, UnknownOrder
 from vtex_relay.jobs import Attempt
+from vtex_relay.keys import DEAD, DISCARDED
 from vtex_relay.messages import read_message
-from vtex_relay.ordering import DEAD, DISCARDED, Ordering, OrderRef
+from vtex_relay.ordering import Ordering, OrderRef
 
 _FAILED = ("retryable", "permanent")
-
-
-class UnknownJob(RelayError):
-    """No dead or discarded job has this id (it may be live, done, or mistyped)."""
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        super().__init__(
-            f"job {job_id} is not a dead or discarded job; a live or done job is listed by "
-            "`vtex-relay order ORDER_ID`"
-        )
-
-
-class JobNotDead(RelayError):
-    """An operator action needs a dead job and this one is in another ``state``."""
-
-    def __init__(self, job_id: str, state: str, action: str) -> None:
-        self.job_id = job_id
-        self.state = state
-        super().__init__(f"job {job_id} is {state}, not dead: only a dead job can be {action}ed")
-
-
-class UnknownOrder(RelayError):
-    """vtex-relay has never had a job for this order (wrong id or account?)."""
-
-    def __init__(self, ref: OrderRef) -> None:
-        self.ref = ref
-        super().__init__(
-            f"no job was ever enqueued for order {ref.order_id} of account {ref.account}"
-        )
 
 
 @dataclass(frozen=True)
@@ -66,7 +37,7 @@ class JobRecord:
     seq: int | None = None
     invoice_number: str | None = None
     tries: int = 0
-    due_at: datetime | None = None  # only while retrying
+    due_at: datetime | None = None  # only while retrying or throttled
     enqueued_at: datetime | None = None
     body: dict[str, Any] | None = None
     attempts: list[Attempt] = field(default_factory=list)
@@ -144,7 +115,7 @@ def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
         # A full Redis refuses MULTI; the operator needs this view most then, so read without.
         raw_order, *replies = _read_order(client, ref, seqs, transaction=False)
     if not raw_order:
-        raise UnknownOrder(ref)
+        raise UnknownOrder(ref.account, ref.order_id)
     order = {_text(k): _text(v) for k, v in raw_order.items()}
     state = order.get("state", "idle")
     jobs = []
@@ -203,7 +174,7 @@ def _load(client: "redis.Redis", jobs: Mapping[str, OrderRef]) -> list[JobRecord
 
 def _queue_reads(pipe: "redis.client.Pipeline", ref: OrderRef, job_id: str) -> None:
     pipe.hgetall(ref.job_key(job_id))
-    pipe.lrange(ref.job_key(job_id) + ":attempts", 0, -1)
+    pipe.lrange(ref.attempts_key(job_id), 0, -1)
 
 
 def _record(

@@ -1,9 +1,20 @@
 """The exceptions vtex-relay raises, grouped by what the caller should do about them.
 
-``InvalidJob`` is raised at enqueue time: nothing was enqueued. ``OmsError`` and its two
-subclasses describe a call to VTEX that did not succeed: a ``RetryableError`` may succeed
-later (429, 408, 5xx, time-out, connection error), a ``PermanentError`` will not (other 4xx)
-and needs a person. No exception text ever contains a credential.
+Every one is a ``RelayError``; no exception text ever contains a credential::
+
+    RelayError
+    ├── ConfigurationError      a setting is missing or invalid (names the variable)
+    ├── InvalidJob              refused at enqueue, every bad field named; nothing enqueued
+    ├── InvoiceConflict         the order has a different invoice; nothing enqueued
+    ├── QueueUnavailable        Redis unreachable or refusing (out of memory); nothing enqueued
+    ├── OmsError                a call to VTEX that did not succeed
+    │   ├── RetryableError      may succeed later: 429, 408, 5xx, time-out, connection error
+    │   └── PermanentError      will not: another 4xx; needs a person
+    ├── LeaseExpired            a worker's lease ran out before its request left: not sent
+    ├── JobDead                 a try ended its job dead (the Celery task's FAILURE)
+    ├── UnknownJob              operators: no dead or discarded job has this id
+    ├── JobNotDead              operators: the job is not dead, so it cannot be replayed
+    └── UnknownOrder            operators: no job was ever enqueued for this order
 """
 
 from dataclasses import dataclass
@@ -113,3 +124,32 @@ class LeaseExpired(RelayError):
 class JobDead(RelayError):
     """A try ended its job dead (dead-lettered): raised by the task so that Celery, and so
     Flower, records the try as ``FAILURE`` with VTEX's message. Celery re-runs nothing."""
+
+
+class UnknownJob(RelayError):
+    """No dead or discarded job has this id (it may be live, done, or mistyped)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"job {job_id} is not a dead or discarded job; a live or done job is listed by "
+            "`vtex-relay order ORDER_ID`"
+        )
+
+
+class JobNotDead(RelayError):
+    """An operator action needs a dead job and this one is in another ``state``."""
+
+    def __init__(self, job_id: str, state: str, action: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        super().__init__(f"job {job_id} is {state}, not dead: only a dead job can be {action}ed")
+
+
+class UnknownOrder(RelayError):
+    """vtex-relay has never had a job for this order (wrong id or account?)."""
+
+    def __init__(self, account: str, order_id: str) -> None:
+        self.account = account
+        self.order_id = order_id
+        super().__init__(f"no job was ever enqueued for order {order_id} of account {account}")

@@ -11,6 +11,7 @@ writes it itself; it is built here instead, in the form kombu's Redis transport 
 
 import base64
 import json
+from functools import lru_cache
 from typing import Any
 
 from celery import Celery
@@ -24,6 +25,13 @@ DELIVERY_TAG_PLACEHOLDER = "__VTEX_RELAY_DELIVERY_TAG__"
 
 # The Celery queue (a Redis list) that workers consume.
 QUEUE = "vtex-relay"
+
+
+@lru_cache(maxsize=1)
+def message_app() -> Celery:
+    """A Celery app that only builds messages: the format is Celery's, whatever the worker's
+    configuration, so a producer needs neither the worker app nor a broker connection."""
+    return Celery("vtex_relay", set_as_current=False)
 
 
 def build_message(app: Celery, job: Job, queue: str) -> str:

@@ -26,10 +26,10 @@ from typing import Any, Self
 import httpx
 from pydantic import ValidationError
 
-from config.settings import Settings
 from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.models import Receipt
+from vtex_relay.settings import Settings
 
 log = logging.getLogger(__name__)
 

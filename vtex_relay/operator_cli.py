@@ -15,13 +15,14 @@ from typing import Any
 import click
 import redis
 
-from config import get_settings
 from vtex_relay import dead_letters
-from vtex_relay.dead_letters import JobNotDead, JobRecord, UnknownJob, UnknownOrder
-from vtex_relay.errors import QueueUnavailable
+from vtex_relay.console import clean_errors, fail
+from vtex_relay.dead_letters import JobRecord
+from vtex_relay.errors import JobNotDead, QueueUnavailable, UnknownJob, UnknownOrder
 from vtex_relay.identifiers import check_account, check_order_id
 from vtex_relay.jobs import Attempt
 from vtex_relay.ordering import Ordering, OrderRef
+from vtex_relay.settings import get_settings
 
 # A table cell longer than this is cut: the whole text is in `dlq show` and `--json`.
 _CELL_WIDTH = 80
@@ -127,14 +128,11 @@ def _operator_errors(written: str | None = None) -> Iterator[None]:
     *written* names the job a command changes: if Redis goes away mid-call, it may or may not
     have been changed, and the message says how to find out.
     """
-    # vtex_relay.cli imports this module to attach its commands: import its helpers on use.
-    from vtex_relay.cli import _clean_errors, _fail
-
-    with _clean_errors():
+    with clean_errors():
         try:
             yield
         except (UnknownJob, JobNotDead, UnknownOrder) as exc:
-            _fail(2, str(exc))
+            fail(2, str(exc))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             from kombu.utils.url import maybe_sanitize_url
 
@@ -151,11 +149,9 @@ def _client() -> "redis.Redis":
 
 
 def _order_ref(order_id: str, account: str | None) -> OrderRef:
-    from vtex_relay.cli import _fail
-
     account = account or get_settings().vtex_account
     if account is None:
-        _fail(2, "no account: give --account or set VTEX_ACCOUNT")
+        fail(2, "no account: give --account or set VTEX_ACCOUNT")
     checked: list[str] = []  # the checked values: the account in lower case, as enqueued
     for what, value, check in (
         ("account", account, check_account),
@@ -164,7 +160,7 @@ def _order_ref(order_id: str, account: str | None) -> OrderRef:
         try:
             checked.append(check(value))
         except ValueError as exc:
-            _fail(2, f"invalid {what} {value!r}: {exc}")
+            fail(2, f"invalid {what} {value!r}: {exc}")
     account, order_id = checked
     return OrderRef(account, order_id)
 

@@ -22,16 +22,11 @@ from typing import Any, Literal, NamedTuple
 import redis
 from redis.commands.core import Script
 
+from vtex_relay import keys
 from vtex_relay.jobs import Job
+from vtex_relay.keys import CLAIMED, DEAD, DELAYED, DISCARDED, LEASES, READY
 from vtex_relay.messages import QUEUE
 from vtex_relay.pipelining import overlapped
-
-DELAYED = "vr:delayed"
-LEASES = "vr:leases"
-DEAD = "vr:dead"
-DISCARDED = "vr:discarded"
-READY = "vr:ready"  # ready jobs by the time they became ready (lost-message recovery)
-CLAIMED = "vr:dispatched:claimed"  # the highest back-of-queue dispatch number claimed
 
 
 @dataclass(frozen=True)
@@ -55,14 +50,18 @@ class OrderRef:
         return f"{self.account}:{self.order_id}"
 
     def key(self, name: str) -> str:
-        return f"vr:{{{self.tag}}}:{name}"
+        """A key of the order: ``order``, ``seqs`` or ``dedup`` (``vtex_relay.keys``)."""
+        return keys.order(self.tag, name)
 
     def job_key(self, job_id: str) -> str:
-        return self.key(f"job:{job_id}")
+        return keys.job(self.tag, job_id)
+
+    def attempts_key(self, job_id: str) -> str:
+        return keys.attempts(self.tag, job_id)
 
     def account_key(self, name: str) -> str:
         """A key of the order's account: its rate-limit bucket, its 429 pause."""
-        return f"vr:account:{self.account}:{name}"
+        return keys.account(self.account, name)
 
     def member(self, job_id: str) -> str:
         """How a job is named in the global sorted sets (delayed retries, leases)."""
@@ -89,8 +88,9 @@ class Claim(NamedTuple):
     """``run``: this worker holds the job (``uncertain``: an earlier try may have landed).
 
     ``hold``: seconds to wait before the call, for the job's rate-limit slot (at most one).
-    ``wait``: the account's rate limit or a 429 pause said not yet; the job waits in Redis
-    ``wait`` seconds (no try counted). ``busy``/``stale``: a duplicate message, to drop.
+    ``wait``: the account's rate limit or a 429 pause said not yet; the job is ``throttled``:
+    it waits in Redis ``wait`` seconds (no try counted). ``busy``/``stale``: a duplicate
+    message, to drop.
     """
 
     verdict: Literal["run", "wait", "busy", "stale"]
@@ -101,7 +101,19 @@ class Claim(NamedTuple):
     hold: float = 0.0
 
 
-Outcome = Literal["done", "retry", "dead"]
+# What happens after a try: the job is done (the order moves on), retried later, or dead.
+Decision = Literal["done", "retry", "dead"]
+
+
+class Swept(NamedTuple):
+    """What one sweep dispatched: retries due, throttled jobs released (their rate-limit slot
+    or the account's pause is near: not a retry, no try counted), jobs recovered from expired
+    leases, lost messages replaced."""
+
+    retried: int
+    released: int
+    recovered: int
+    replaced: int
 
 
 def body_digest(body: dict[str, Any]) -> str:
@@ -147,9 +159,9 @@ class Ordering:
         first = list(itertools.islice(iterator, 2))
         if len(first) == 1:
             job, message = first[0]
-            keys, args = self._enqueue_call(job, message, latest)
+            names, args = self._enqueue_call(job, message, latest)
             try:
-                reply: Any = self._enqueue(keys=keys, args=args)
+                reply: Any = self._enqueue(keys=names, args=args)
             except redis.ResponseError as exc:
                 reply = exc
             yield job, _enqueued(job, reply)
@@ -159,8 +171,8 @@ class Ordering:
         # The pipelined calls are plain EVALSHAs: redis-py reloads a script only for one call.
         self.client.script_load(self._enqueue.script)
         batches = (
-            (chunk, [["EVALSHA", self._enqueue.sha, len(keys), *keys, *args]
-                     for keys, args in (self._enqueue_call(*pair, latest) for pair in chunk)])
+            (chunk, [["EVALSHA", self._enqueue.sha, len(names), *names, *args]
+                     for names, args in (self._enqueue_call(*pair, latest) for pair in chunk)])
             for chunk in _chunks(itertools.chain(first, iterator), batch)
         )  # fmt: skip
         for chunk, replies in overlapped(self.client, batches, raise_on_error=False):
@@ -176,11 +188,11 @@ class Ordering:
         mark = fingerprint(job, digest)
         after = latest.get(ref, "")
         latest[ref] = mark
-        keys = [ref.key("order"), ref.key("seqs"), ref.job_key(job.job_id), self.queue,
+        names = [ref.key("order"), ref.key("seqs"), ref.job_key(job.job_id), self.queue,
                 ref.key("dedup")]  # fmt: skip
         args = [ref.tag, job.job_id, job.kind, message, digest, job.invoice_number or "",
                 job.enqueued_at.isoformat(), mark, after]  # fmt: skip
-        return keys, args
+        return names, args
 
     def invoices(self, refs: Sequence[OrderRef]) -> list[tuple[str, str, str, str] | None]:
         """For each order, its invoice job as (job_id, digest, number, state), or None.
@@ -238,7 +250,7 @@ class Ordering:
         ref: OrderRef,
         job_id: str,
         token: str,
-        outcome: Outcome,
+        decision: Decision,
         attempt: str,
         *,
         delay: float = 0.0,
@@ -246,26 +258,26 @@ class Ordering:
         retention_seconds: int,
         pause_account: float = 0.0,
     ) -> bool:
-        """Record *attempt* and apply *outcome*; False if the lease was lost meanwhile.
+        """Record *attempt* and apply *decision*; False if the lease was lost meanwhile.
 
         *pause_account* > 0 (a 429's Retry-After) makes every job of the account wait that long.
         """
         reply = self._finish(
-            keys=[ref.job_key(job_id), ref.job_key(job_id) + ":attempts", LEASES, DELAYED,
+            keys=[ref.job_key(job_id), ref.attempts_key(job_id), LEASES, DELAYED,
                   DEAD, self.queue, ref.account_key("pause")],
-            args=[ref.tag, job_id, ref.member(job_id), token, outcome, attempt, delay,
+            args=[ref.tag, job_id, ref.member(job_id), token, decision, attempt, delay,
                   int(uncertain), retention_seconds, pause_account],
         )  # fmt: skip
         return _text(reply) == "ok"
 
-    def sweep(self, lost_after: float, limit: int = 2000) -> tuple[int, int, int]:
-        """Dispatch due retries, recover expired leases, and replace the messages of jobs
-        ready for over *lost_after* seconds that are no longer in the queue; return how many
-        of each."""
-        retried, recovered, replaced = self._sweep(
+    def sweep(self, lost_after: float, limit: int = 2000) -> "Swept":
+        """Dispatch due retries and throttled jobs whose slot is near, recover expired leases,
+        and replace the messages of jobs ready for over *lost_after* seconds that are no longer
+        in the queue; return how many of each."""
+        reply = self._sweep(
             keys=[DELAYED, LEASES, self.queue, READY, CLAIMED], args=[limit, lost_after]
         )
-        return int(retried), int(recovered), int(replaced)
+        return Swept(*(int(n) for n in reply))
 
     def resolve(
         self, ref: OrderRef, job_id: str, action: Literal["replay", "discard"]
@@ -288,7 +300,7 @@ _WORKER_FLAGS = "#!lua flags=allow-oom\n"
 def _script(client: "redis.Redis", name: str) -> Script:
     folder = resources.files("vtex_relay") / "lua"
     source = (folder / "common.lua").read_text() + (folder / f"{name}.lua").read_text()
-    return Script(client, _FLAGS.get(name, _WORKER_FLAGS) + source)
+    return Script(client, _FLAGS.get(name, _WORKER_FLAGS) + keys.LUA + source)
 
 
 def _chunks(items: Iterable[tuple[Job, str]], size: int) -> Iterator[list[tuple[Job, str]]]:

@@ -13,14 +13,14 @@ from celery import Celery
 from pydantic_core import to_json
 from redis.exceptions import RedisError
 
-from config import get_settings
 from vtex_relay import connections
 from vtex_relay.errors import FieldError, InvalidJob, InvoiceConflict, QueueUnavailable
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.jobs import Job
-from vtex_relay.messages import QUEUE, build_message
+from vtex_relay.messages import QUEUE, build_message, message_app
 from vtex_relay.models import KINDS, parse_json, validate_body
 from vtex_relay.ordering import Enqueued, OrderRef, body_digest
+from vtex_relay.settings import get_settings
 
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -311,9 +311,7 @@ def _shown(value: object) -> str:
 
 def _celery() -> Celery:
     get_settings()  # raises ConfigurationError (not SystemExit) for a library caller
-    from worker.app import app
-
-    return app
+    return message_app()
 
 
 def _redis_url() -> str:

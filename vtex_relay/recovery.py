@@ -16,8 +16,8 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 from redis.exceptions import RedisError
 
-from config import get_settings
 from vtex_relay.connections import ordering
+from vtex_relay.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,22 @@ def sweep_forever(interval: float, lost_after: float) -> None:
     """Sweep until the worker shuts down; a Redis outage is logged and waited out."""
     while not _stop.is_set():
         try:
-            retried, recovered, replaced = ordering().sweep(lost_after)
+            swept = ordering().sweep(lost_after)
         except RedisError as exc:
             log.warning("sweep failed, Redis unreachable (%s); trying again", exc)
         else:
-            if recovered or replaced:
-                log.info("sweep: %d jobs recovered from expired leases, %d lost messages "
-                         "replaced", recovered, replaced)  # fmt: skip
-            if retried:
-                log.debug("sweep: %d retries due", retried)
+            if swept.recovered or swept.replaced:
+                log.info(
+                    "sweep: %d jobs recovered from expired leases, %d lost messages replaced",
+                    swept.recovered,
+                    swept.replaced,
+                )
+            if swept.retried or swept.released:
+                log.debug(
+                    "sweep: %d retries due, %d throttled jobs released",
+                    swept.retried,
+                    swept.released,
+                )
         _stop.wait(interval)
 
 

@@ -16,7 +16,8 @@
 --
 -- KEYS: job, leases, delayed, rate, pause, ready, claimed
 -- ARGV: member, token, lease_seconds, rate (per second; 0 = no limit), burst
--- Returns {"run", seq, tries, uncertain, hold_seconds} | {"wait", seconds} | {"busy"}
+-- Returns {"run", seq, tries, uncertain, hold_seconds} | {"wait", seconds} (the job is now
+--       "throttled", in the delayed set) | {"busy"}
 --       | {"stale", state}
 local jkey, leases, delayed, rate_key, pause_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ready, claimed = KEYS[6], KEYS[7]
@@ -66,7 +67,7 @@ if start - t > MAX_HOLD then
     redis.call("HSET", jkey, "slot_at", slot)  -- booked: not taken again when it comes back
   end
   local due = start - MAX_HOLD / 2
-  redis.call("HSET", jkey, "state", "retrying", "due_at", due)
+  redis.call("HSET", jkey, "state", "throttled", "due_at", due)
   redis.call("ZADD", delayed, due, member)
   return {"wait", tostring(start - t)}
 end

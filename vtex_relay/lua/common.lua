@@ -1,6 +1,8 @@
--- Shared by every vtex-relay script (prepended by vtex_relay/ordering.py).
--- Keys of one order share the hash tag {account:orderId}; a job is "vr:{account:orderId}:job:ID".
--- Invariant: an order has at most one job that is ready, running or retrying: its head.
+-- Shared by every vtex-relay script (prepended by vtex_relay/ordering.py, after the key layout
+-- of vtex_relay/keys.py: READY, DISPATCHED, order_key(ref, name), job_key(ref, job_id)).
+-- Keys of one order share the hash tag {account:orderId}, its "ref".
+-- Invariant: an order has at most one job that is ready, running, retrying, throttled or dead:
+-- its head.
 
 local TAG_PLACEHOLDER = "__VTEX_RELAY_DELIVERY_TAG__"
 
@@ -10,14 +12,6 @@ local function now()
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
-local function job_key(ref, job_id)
-  return "vr:{" .. ref .. "}:job:" .. job_id
-end
-
-local function order_key(ref)
-  return "vr:{" .. ref .. "}:order"
-end
-
 -- Make a job ready: push its Celery message onto the queue, with a fresh delivery tag so
 -- that kombu never confuses two deliveries of one job. Workers pop from the right: a job
 -- whose time has come (a retry, a rate-limit slot, a recovery) goes there, ahead of the
@@ -25,10 +19,10 @@ end
 --
 -- A message can still be lost after the push: kombu takes it off the list (BRPOP) and keeps
 -- no copy in Redis (ack emulation is off, worker/app.py), so a worker killed before the claim
--- loses it. Every ready job is therefore listed in vr:ready with the time it became ready,
+-- loses it. Every ready job is therefore listed in READY with the time it became ready,
 -- until claimed, and the sweep dispatches again a job that stayed ready too long (sweep.lua).
 -- To tell "lost" from "still waiting behind a long backlog", a job pushed at the back gets a
--- number from vr:dispatched; the claim records the highest number claimed: the list is first
+-- number from DISPATCHED; the claim records the highest number claimed: the list is first
 -- in, first out, so a job whose number is below that was taken off the list already.
 local function push(queue, ref, job_id, n, message, due_now)
   -- A plain find: a pattern gsub over the ~1.5 KB message costs three times as much.
@@ -39,9 +33,9 @@ local function push(queue, ref, job_id, n, message, due_now)
     redis.call("RPUSH", queue, message)
   else
     redis.call("LPUSH", queue, message)
-    dseq = redis.call("INCR", "vr:dispatched")
+    dseq = redis.call("INCR", DISPATCHED)
   end
-  redis.call("ZADD", "vr:ready", now(), ref .. " " .. job_id)
+  redis.call("ZADD", READY, now(), ref .. " " .. job_id)
   return dseq
 end
 
@@ -54,9 +48,9 @@ end
 
 -- The order's head is finished (done or discarded): dispatch the next job, or go idle.
 local function advance(queue, ref)
-  local okey = order_key(ref)
+  local okey = order_key(ref, "order")
   local head = tonumber(redis.call("HGET", okey, "head"))
-  local next_id = redis.call("HGET", "vr:{" .. ref .. "}:seqs", head + 1)
+  local next_id = redis.call("HGET", order_key(ref, "seqs"), head + 1)
   if next_id then
     redis.call("HSET", okey, "head", head + 1, "state", "active")
     dispatch(queue, ref, next_id)

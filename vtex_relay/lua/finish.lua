@@ -31,7 +31,7 @@ if outcome == "retry" then
   redis.call("ZADD", delayed, due_at, member)
 elseif outcome == "dead" then
   redis.call("HSET", jkey, "state", "dead")
-  redis.call("HSET", order_key(ref), "state", "held")
+  redis.call("HSET", order_key(ref, "order"), "state", "held")
   redis.call("HSET", dead, job_id, ref)
 else
   -- Keep the record (state, attempts), not the message: it is most of a job's memory.

@@ -12,7 +12,7 @@ end
 redis.call("HDEL", dead, job_id)
 if action == "replay" then
   redis.call("HSET", jkey, "tries", 0)
-  redis.call("HSET", order_key(ref), "state", "active")
+  redis.call("HSET", order_key(ref, "order"), "state", "active")
   dispatch(queue, ref, job_id)
 else
   redis.call("HSET", jkey, "state", "discarded")

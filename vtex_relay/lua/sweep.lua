@@ -1,10 +1,11 @@
--- Re-dispatch what is due: retries whose wait is over, jobs whose worker's lease ran out
+-- Re-dispatch what is due: retries whose wait is over, throttled jobs whose rate-limit slot (or
+-- the account's 429 pause) is near, jobs whose worker's lease ran out
 -- (the worker died or hung mid-call; the next run reconciles before sending), and ready jobs
 -- whose message was lost (see dispatch in common.lua): ready for longer than lost_after
 -- seconds, and provably not still in the queue — the queue is empty, or a job pushed after it
 -- has been claimed already, or it was pushed at the front.
 -- KEYS: delayed, leases, queue, ready, claimed      ARGV: limit, lost_after
--- Returns {retries_dispatched, leases_recovered, lost_messages_replaced}
+-- Returns {retries_dispatched, throttled_released, leases_recovered, lost_messages_replaced}
 local delayed, leases, queue, ready, claimed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local limit, lost_after = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = now()
@@ -14,15 +15,20 @@ local function split(member)
   return ref, job_id
 end
 
-local retried, recovered = 0, 0
+local retried, released, recovered = 0, 0, 0
 for _, member in ipairs(redis.call("ZRANGE", delayed, "-inf", t, "BYSCORE", "LIMIT", 0, limit)) do
   redis.call("ZREM", delayed, member)
   local ref, job_id = split(member)
   local jkey = job_key(ref, job_id)
-  if redis.call("HGET", jkey, "state") == "retrying" then
+  local state = redis.call("HGET", jkey, "state")
+  if state == "retrying" or state == "throttled" then
     redis.call("HDEL", jkey, "due_at")
     dispatch(queue, ref, job_id, true)
-    retried = retried + 1
+    if state == "retrying" then
+      retried = retried + 1
+    else
+      released = released + 1
+    end
   end
 end
 for _, member in ipairs(redis.call("ZRANGE", leases, "-inf", t, "BYSCORE", "LIMIT", 0, limit)) do
@@ -59,4 +65,4 @@ for _, member in ipairs(redis.call("ZRANGE", ready, "-inf", t - lost_after, "BYS
     end
   end
 end
-return {retried, recovered, replaced}
+return {retried, released, recovered, replaced}

@@ -1,0 +1,65 @@
+"""The Redis key layout: every key vtex-relay keeps is named here, and only here.
+
+=====================================  =======  ===============================================
+key                                    type     holds
+=====================================  =======  ===============================================
+``vr:{ACCOUNT:ORDER}:order``           hash     head, state, last_seq, the invoice ledger
+``vr:{ACCOUNT:ORDER}:seqs``            hash     seq -> job id, in enqueue order
+``vr:{ACCOUNT:ORDER}:dedup``           hash     a job's identity -> job id
+``vr:{ACCOUNT:ORDER}:job:ID``          hash     the job: kind, seq, state, message, tries, lease
+``vr:{ACCOUNT:ORDER}:job:ID:attempts`` list     one JSON record per try
+``vr:delayed``                         zset     jobs waiting for a retry or a rate-limit slot
+``vr:leases``                          zset     running jobs by lease expiry
+``vr:ready``                           zset     ready jobs by when they became ready
+``vr:dispatched``                      string   numbers given to messages pushed at the back
+``vr:dispatched:claimed``              string   the highest such number claimed
+``vr:dead``, ``vr:discarded``          hash     job id -> ``ACCOUNT:ORDER``
+``vr:account:ACCOUNT:rate``            string   the account's token bucket (GCRA)
+``vr:account:ACCOUNT:pause``           string   the account's 429 pause, until when
+=====================================  =======  ===============================================
+
+An order's keys share the hash tag ``{ACCOUNT:ORDER}`` (its *tag*). Python builds keys with the
+functions below (``ordering.OrderRef`` calls them); the Lua scripts with the functions of
+``LUA``, written from the same names and prepended to every script.
+"""
+
+PREFIX = "vr"
+
+DELAYED = f"{PREFIX}:delayed"
+LEASES = f"{PREFIX}:leases"
+READY = f"{PREFIX}:ready"
+DISPATCHED = f"{PREFIX}:dispatched"
+CLAIMED = f"{PREFIX}:dispatched:claimed"
+DEAD = f"{PREFIX}:dead"
+DISCARDED = f"{PREFIX}:discarded"
+
+
+def order(tag: str, name: str) -> str:
+    """A key of the order *tag* (``account:orderId``): ``order``, ``seqs`` or ``dedup``."""
+    return f"{PREFIX}:{{{tag}}}:{name}"
+
+
+def job(tag: str, job_id: str) -> str:
+    """The hash of job *job_id* of order *tag*."""
+    return order(tag, f"job:{job_id}")
+
+
+def attempts(tag: str, job_id: str) -> str:
+    """The list of the job's attempts."""
+    return job(tag, job_id) + ":attempts"
+
+
+def account(name: str, what: str) -> str:
+    """A key of account *name*: ``rate`` (its token bucket) or ``pause`` (its 429 pause)."""
+    return f"{PREFIX}:account:{name}:{what}"
+
+
+LUA = f"""
+local READY, DISPATCHED = "{READY}", "{DISPATCHED}"
+local function order_key(ref, name)
+  return "{PREFIX}:{{" .. ref .. "}}:" .. name
+end
+local function job_key(ref, job_id)
+  return order_key(ref, "job:" .. job_id)
+end
+"""
