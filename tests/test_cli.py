@@ -58,9 +58,16 @@ class TestEnqueueOne:
 
     def test_body_from_stdin_and_json_output(self, redis_client: redis.Redis) -> None:
         result = run(
-            "enqueue", "tracking-number", "o-1", "9999", "-", "--account", "otherstore", "--json",
+            "enqueue",
+            "tracking-number",
+            "o-1",
+            "9999",
+            "-",
+            "--account",
+            "otherstore",
+            "--json",
             stdin=json.dumps(TRACKING_NUMBER),
-        )  # fmt: skip
+        )
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout)
         assert summary["kind"] == "tracking-number"
@@ -72,8 +79,16 @@ class TestEnqueueOne:
         assert message["body"] == {**TRACKING_NUMBER, "dispatchedDate": None}
 
     def test_console_script_runs(self, redis_client: redis.Redis) -> None:
-        command = [sys.executable, "-m", "vtex_relay", "enqueue", "tracking", "o-1", "9999",
-                   str(EXAMPLES / "tracking.json")]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "vtex_relay",
+            "enqueue",
+            "tracking",
+            "o-1",
+            "9999",
+            str(EXAMPLES / "tracking.json"),
+        ]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
         assert [m["job_id"] for m in queued(redis_client)] == [done.stdout.strip()]
@@ -84,14 +99,17 @@ class TestRefusals:
         ("args", "body", "named"),
         [
             (["tracking-number", "o-1", "9999"], {"courier": "x"}, "trackingNumber"),
-            (["invoice", "o-1"], {**INVOICE, "items": [{"id": "1", "price": 10.5, "quantity": 1}]},
-             "body.items.0.price"),
+            (
+                ["invoice", "o-1"],
+                {**INVOICE, "items": [{"id": "1", "price": 10.5, "quantity": 1}]},
+                "body.items.0.price",
+            ),
             (["invoice", "../x"], INVOICE, "orderId"),
             (["invoice", "o-1", "-", "--account", "evil.com/x"], INVOICE, "account"),
             (["tracking", "o-1", "12/3"], {"isDelivered": False, "events": []}, "invoiceNumber"),
             (["invoice", "o-1"], {**INVOICE, "invoiceValue": "100,00"}, "invoiceValue"),
         ],
-    )  # fmt: skip
+    )
     def test_bad_input_is_named_and_nothing_is_queued(
         self, redis_client: redis.Redis, args: list[str], body: object, named: str
     ) -> None:
@@ -107,8 +125,14 @@ class TestRefusals:
         body = {**INVOICE, "type": "Sale", "invoiceValue": 0, "items": [{"id": "1"}]}
         result = run("enqueue", "invoice", "../x", "-", "--account", "a.b", stdin=json.dumps(body))
         assert result.exit_code == 2
-        for field in ("orderId", "account", "body.type", "body.invoiceValue", "body.items.0.price",
-                      "body.items.0.quantity"):  # fmt: skip
+        for field in (
+            "orderId",
+            "account",
+            "body.type",
+            "body.invoiceValue",
+            "body.items.0.price",
+            "body.items.0.quantity",
+        ):
             assert field in result.stderr
         assert redis_client.keys("*") == []
 
@@ -121,8 +145,15 @@ class TestRefusals:
     def test_unreachable_redis_fails_loudly(self) -> None:
         port = free_port()
         env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-        command = [sys.executable, "-m", "vtex_relay", "enqueue", "invoice", "o-1",
-                   str(EXAMPLES / "invoice.json")]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "vtex_relay",
+            "enqueue",
+            "invoice",
+            "o-1",
+            str(EXAMPLES / "invoice.json"),
+        ]
         done = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=60
         )
@@ -133,8 +164,15 @@ class TestRefusals:
 
     def test_invalid_setting_is_one_line_naming_the_variable(self) -> None:
         env = {**os.environ, "VTEX_TIMEOUT": "soon"}
-        command = [sys.executable, "-m", "vtex_relay", "enqueue", "invoice", "o-1",
-                   str(EXAMPLES / "invoice.json")]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "vtex_relay",
+            "enqueue",
+            "invoice",
+            "o-1",
+            str(EXAMPLES / "invoice.json"),
+        ]
         done = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, check=False
         )
@@ -146,10 +184,16 @@ class TestRefusals:
 class TestBatch:
     def lines(self, count: int) -> list[str]:
         return [
-            json.dumps({"kind": "tracking", "orderId": f"o-{i}", "invoiceNumber": "9999",
-                        "body": {"isDelivered": False, "events": []}})
+            json.dumps(
+                {
+                    "kind": "tracking",
+                    "orderId": f"o-{i}",
+                    "invoiceNumber": "9999",
+                    "body": {"isDelivered": False, "events": []},
+                }
+            )
             for i in range(count)
-        ]  # fmt: skip
+        ]
 
     def test_lines_are_queued_in_order(self, redis_client: redis.Redis) -> None:
         result = run("enqueue", "batch", "-", stdin="\n".join(self.lines(50)) + "\n")

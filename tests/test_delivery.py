@@ -68,12 +68,17 @@ def test_the_cli_and_a_batch_file_are_delivered(sandbox: SandboxControl, worker:
     enqueue = [sys.executable, "-m", "vtex_relay", "enqueue"]
     done = subprocess.run(
         [*enqueue, "invoice", "o-cli", str(EXAMPLES / "invoice.json"), "--account", "clistore"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     [request] = received(sandbox, 1, order_id="o-cli")
     assert (request.method, request.account, request.path) == (
-        "POST", "clistore", "/api/oms/pvt/orders/o-cli/invoice",
-    )  # fmt: skip
+        "POST",
+        "clistore",
+        "/api/oms/pvt/orders/o-cli/invoice",
+    )
     assert done.stdout.strip() in worker.log()  # the worker logged the job id it delivered
 
     subprocess.run([*enqueue, "batch", str(EXAMPLES / "batch.jsonl")], cwd=ROOT, check=True)

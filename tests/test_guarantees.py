@@ -139,8 +139,11 @@ def test_a_killed_worker_s_job_runs_again_within_the_lease(
     sandbox.set_faults(latency_ms=0)
     replacement = Worker(worker.env, "w2").start()
     try:
-        wait_for(lambda: order_state(redis_client, "o-kill") == "idle", timeout=40,
-                 what="the killed worker's job to be done")  # fmt: skip
+        wait_for(
+            lambda: order_state(redis_client, "o-kill") == "idle",
+            timeout=40,
+            what="the killed worker's job to be done",
+        )
     finally:
         replacement.stop()
     recovered_after = time.monotonic() - killed_at
@@ -168,8 +171,11 @@ def test_a_message_lost_by_a_killed_worker_is_replaced(
     lost_at = time.monotonic()
     replacement = Worker(dict(os.environ), "w-lost").start()
     try:
-        wait_for(lambda: order_state(redis_client, "o-lost") == "idle", timeout=40,
-                 what="the job whose message was lost to be done")  # fmt: skip
+        wait_for(
+            lambda: order_state(redis_client, "o-lost") == "idle",
+            timeout=40,
+            what="the job whose message was lost to be done",
+        )
     finally:
         replacement.stop()
     assert time.monotonic() - lost_at >= 11 - 1  # replaced after LEASE_SECONDS, not before

@@ -107,8 +107,9 @@ class TestBatch:
         self, redis_client: redis.Redis
     ) -> None:
         first = enqueue_invoice(ORDER, INVOICE)
-        result = run("enqueue", "batch", "-", stdin="\n".join([self.line(INVOICE, "o-2"),
-                                                                self.line(OTHER)]))  # fmt: skip
+        result = run(
+            "enqueue", "batch", "-", stdin="\n".join([self.line(INVOICE, "o-2"), self.line(OTHER)])
+        )
         assert result.exit_code == 2
         assert f"line 2: orderId: the order already has invoice NF-1 (job {first}" in result.stderr
         assert jobs_of(redis_client, "o-2") == []

@@ -13,8 +13,13 @@ from vtex_relay.jobs import Job
 from vtex_relay.messages import DELIVERY_TAG_PLACEHOLDER, QUEUE, build_message, read_message
 from worker.app import app
 
-JOB = Job(kind="tracking", account="teststore", order_id="o-1", invoice_number="NF-1",
-          body={"isDelivered": False, "deliveredDate": None, "events": []})  # fmt: skip
+JOB = Job(
+    kind="tracking",
+    account="teststore",
+    order_id="o-1",
+    invoice_number="NF-1",
+    body={"isDelivered": False, "deliveredDate": None, "events": []},
+)
 
 
 def test_the_message_has_kombu_s_shape(redis_client: redis.Redis) -> None:
@@ -45,10 +50,24 @@ def test_flower_sees_the_envelope_without_the_body() -> None:
 
 
 def test_kombu_reads_a_message_with_non_ascii_text(redis_client: redis.Redis) -> None:
-    job = Job(kind="tracking", account="teststore", order_id="o-2", invoice_number="NF-2",
-              body={"isDelivered": False, "deliveredDate": None,
-                    "events": [{"city": "São Paulo", "state": "SP", "description": "Em trânsito",
-                                "date": "2024-01-31"}]})  # fmt: skip
+    job = Job(
+        kind="tracking",
+        account="teststore",
+        order_id="o-2",
+        invoice_number="NF-2",
+        body={
+            "isDelivered": False,
+            "deliveredDate": None,
+            "events": [
+                {
+                    "city": "São Paulo",
+                    "state": "SP",
+                    "description": "Em trânsito",
+                    "date": "2024-01-31",
+                }
+            ],
+        },
+    )
     redis_client.lpush(QUEUE, build_message(app, job, QUEUE))
 
     with app.connection_for_read() as connection:

@@ -178,9 +178,29 @@ class TestMoney:
 
     @pytest.mark.parametrize(
         "value",
-        ["10,00", "10.00", "10.5", 10.5, 100.0, "0", 0, "00", "-5", -5, "+5", " 5", "5 ", "",
-         "0100", "1e3", "٣", True, None, "1" * 19],
-    )  # fmt: skip
+        [
+            "10,00",
+            "10.00",
+            "10.5",
+            10.5,
+            100.0,
+            "0",
+            0,
+            "00",
+            "-5",
+            -5,
+            "+5",
+            " 5",
+            "5 ",
+            "",
+            "0100",
+            "1e3",
+            "٣",
+            True,
+            None,
+            "1" * 19,
+        ],
+    )
     def test_bad_invoice_value_refused(self, value: object) -> None:
         errors = errors_of("invoice", invoice(invoiceValue=value))
         assert list(errors) == ["body.invoiceValue"]

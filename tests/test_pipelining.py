@@ -73,11 +73,17 @@ def test_a_consumer_that_stops_early_leaves_no_reply_behind(
 
 def _job(order_id: str, kind: str, n: int) -> tuple[Job, str]:
     if kind == "invoice":
-        job = Job(kind="invoice", account="acme", order_id=order_id, invoice_number=f"NF{n}",
-                  body={"invoiceNumber": f"NF{n}"})  # fmt: skip
+        job = Job(
+            kind="invoice",
+            account="acme",
+            order_id=order_id,
+            invoice_number=f"NF{n}",
+            body={"invoiceNumber": f"NF{n}"},
+        )
     else:
-        job = Job(kind="tracking", account="acme", order_id=order_id, invoice_number="NF0",
-                  body={"n": n})  # fmt: skip
+        job = Job(
+            kind="tracking", account="acme", order_id=order_id, invoice_number="NF0", body={"n": n}
+        )
     return job, build_message(APP, job, QUEUE)
 
 
@@ -86,10 +92,14 @@ def test_a_batched_enqueue_keeps_each_order_s_jobs_in_order_across_pipelines(
 ) -> None:
     # Two orders interleaved over pipelines of 3 jobs; order B gets a second, different invoice.
     items = [
-        _job("A-01", "invoice", 0), _job("B-01", "invoice", 0), _job("A-01", "tracking", 1),
-        _job("B-01", "tracking", 2), _job("A-01", "tracking", 3), _job("B-01", "invoice", 9),
+        _job("A-01", "invoice", 0),
+        _job("B-01", "invoice", 0),
+        _job("A-01", "tracking", 1),
+        _job("B-01", "tracking", 2),
+        _job("A-01", "tracking", 3),
+        _job("B-01", "invoice", 9),
         _job("A-01", "tracking", 4),
-    ]  # fmt: skip
+    ]
 
     results = [result for _job, result in Ordering(redis_client, QUEUE).enqueue(items, batch=3)]
 

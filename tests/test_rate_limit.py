@@ -55,17 +55,24 @@ def test_a_429_pauses_the_whole_account_and_only_it(
     workers()
     sandbox.set_faults(fail_orders={"o-throttled": 429}, retry_after=2)
     enqueue_invoice("o-throttled", invoice("NF-t"))
-    [throttled] = wait_for(lambda: sandbox.requests(order_id="o-throttled"), timeout=15,
-                           what="the 429")  # fmt: skip
+    [throttled] = wait_for(
+        lambda: sandbox.requests(order_id="o-throttled"), timeout=15, what="the 429"
+    )
     assert throttled.status == 429
     for n in range(5):
         enqueue_invoice(f"o-same-account-{n}", invoice(f"NF-a{n}"))
         enqueue_invoice(f"o-other-account-{n}", invoice(f"NF-b{n}"), account="otherstore")
-    wait_for(lambda: len(sandbox.requests(account="otherstore")) >= 5, timeout=1.5,
-             what="the other account's jobs, not paused")  # fmt: skip
+    wait_for(
+        lambda: len(sandbox.requests(account="otherstore")) >= 5,
+        timeout=1.5,
+        what="the other account's jobs, not paused",
+    )
     sandbox.set_faults(fail_orders={})
-    wait_for(lambda: len(sandbox.requests(account="teststore")) >= 7, timeout=20,
-             what="the paused account to resume")  # fmt: skip
+    wait_for(
+        lambda: len(sandbox.requests(account="teststore")) >= 7,
+        timeout=20,
+        what="the paused account to resume",
+    )
     paused = [r for r in sandbox.requests(account="teststore") if r.order_id != "o-throttled"]
     first = min(r.received_at for r in paused)
     assert first >= throttled.received_at + 2 - 0.05, "a job of the paused account ran early"

@@ -34,8 +34,16 @@ INVOICE = {
 def flower(worker: Worker) -> Iterator[httpx.Client]:
     port = free_port()
     env = {**os.environ, "FLOWER_UNAUTHENTICATED_API": "true"}
-    command = [sys.executable, "-m", "celery", "-A", "worker.app", "flower",
-               "--address=127.0.0.1", f"--port={port}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "flower",
+        "--address=127.0.0.1",
+        f"--port={port}",
+    ]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -12,8 +12,16 @@ APP = Celery("test-sweep")
 
 
 def _enqueue(ordering: Ordering, count: int, prefix: str) -> list[Job]:
-    jobs = [Job(kind="tracking", account="acme", order_id=f"{prefix}-{n}", invoice_number="NF1",
-                body={"n": n}) for n in range(count)]  # fmt: skip
+    jobs = [
+        Job(
+            kind="tracking",
+            account="acme",
+            order_id=f"{prefix}-{n}",
+            invoice_number="NF1",
+            body={"n": n},
+        )
+        for n in range(count)
+    ]
     list(ordering.enqueue((job, build_message(APP, job, QUEUE)) for job in jobs))
     return jobs
 

@@ -1,21 +1,22 @@
 """The ``vtex-relay`` command line.
 
-Exit codes: 0 done; 1 Redis unreachable (nothing enqueued); 2 bad input or bad settings
-(nothing enqueued). Messages go to stderr, job ids (or ``--json``) to stdout. Any input —
-bytes that are not UTF-8, JSON too deep or with numbers too long to parse, a body or line
-of any size — ends in one of these, never a traceback; no more than
-``Settings.input_limit()`` bytes of a body or batch line are held in memory.
+Exit codes: 0 done; 1 Redis unreachable or out of memory (nothing enqueued, or for a batch: a
+prefix of each order's jobs, said so); 2 bad input or bad settings (nothing enqueued).
+Messages go to stderr, job ids (or ``--json``) to stdout. Any input — bytes that are not
+UTF-8, JSON too deep or with numbers too long to parse, a body or line of any size — ends in
+one of these, never a traceback; no more than ``Settings.input_limit()`` bytes of a body or
+batch line are held in memory.
 """
 
 import gc
 import importlib
 import json
 import tempfile
-from collections.abc import Iterator
 from typing import IO, Any, ClassVar
 
 import click
 
+from vtex_relay.batch import bounded_lines, invoice_conflicts, validate_batch
 from vtex_relay.console import clean_errors, fail
 from vtex_relay.errors import (
     FieldError,
@@ -31,9 +32,7 @@ from vtex_relay.producer import (
     RERUN_IS_SAFE,
     build_job,
     enqueue_many,
-    invoice_conflicts,
     refused_by_redis,
-    validate_batch,
     with_idempotency_key,
 )
 from vtex_relay.settings import get_settings
@@ -53,7 +52,7 @@ body_argument = click.argument("file", type=click.File("rb"), default="-")
 
 class _LazyGroup(click.Group):
     """Imports the sandbox command only when it runs (click's lazy-loading pattern): it pulls
-    in aiohttp, which would add ~0.25 s to the start of every other command. Installed without
+    in aiohttp, which every other command would otherwise pay for at its start. Installed without
     its extra (``vtex-relay[sandbox]``: aiohttp, jsonschema), it says so in one line, exit 2."""
 
     _lazy: ClassVar[dict[str, str]] = {"sandbox": "vtex_relay.sandbox.command"}
@@ -153,10 +152,11 @@ def enqueue_batch(file: IO[bytes], as_json: bool) -> None:
     """Enqueue one job per JSON line of FILE (or - for stdin), all or nothing.
 
     Each line: {"kind", "orderId", "invoiceNumber" (updates only), "account" (optional),
-    "body"}. Every line is validated before any is enqueued; jobs are enqueued in line order.
+    "idempotencyKey" (optional), "body"}. Every line is validated before any is enqueued;
+    jobs are enqueued in line order.
     """
     # A batch allocates millions of short-lived objects and makes few cycles: CPython's
-    # default (a collection every 700 allocations) cost ~13% of a 20,000-line batch.
+    # default (a collection every 700 allocations) spends a noticeable share of it collecting.
     gc.set_threshold(10_000)
     bad: list[str] = []
     bad_count = 0
@@ -168,7 +168,7 @@ def enqueue_batch(file: IO[bytes], as_json: bool) -> None:
             bad.extend(f"  line {number}: {error}" for error in exc.errors)
 
     with clean_errors(), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-        invoices = validate_batch(_bounded_lines(file), spool, on_error)
+        invoices = validate_batch(bounded_lines(file), spool, on_error)
         if not bad_count and not spool.tell():  # not an error, but worth a word: a wrong file?
             if as_json:
                 click.echo("[]")
@@ -197,19 +197,32 @@ def _report_batch(results: list[Enqueued], jobs: list[Job] | None) -> None:
         click.echo(json.dumps([_summary(job, r) for job, r in zip(jobs, results, strict=True)]))
     else:
         click.echo("\n".join(r.job_id for r in results if r.verdict in ("enqueued", "duplicate")))
-    left_out = {verdict: [(i, r) for i, r in enumerate(results, start=1) if r.verdict == verdict]
-                for verdict in ("failed", "conflict", "skipped")}  # fmt: skip
+    left_out = {
+        verdict: [(i, r) for i, r in enumerate(results, start=1) if r.verdict == verdict]
+        for verdict in ("failed", "conflict", "skipped")
+    }
     failed, refused, skipped = left_out["failed"], left_out["conflict"], left_out["skipped"]
     after = [f"  {len(skipped)} later job(s) of the same orders were skipped"] if skipped else []
     if failed:
-        fail(1, f"{refused_by_redis(failed[0][1].state or '')}: {len(failed)} job(s) were not "
-                 f"enqueued; {len(results) - len(failed) - len(skipped)} were.", *after,
-                 f"  {RERUN_IS_SAFE}")  # fmt: skip
+        fail(
+            1,
+            f"{refused_by_redis(failed[0][1].state or '')}: {len(failed)} job(s) were not "
+            f"enqueued; {len(results) - len(failed) - len(skipped)} were.",
+            *after,
+            f"  {RERUN_IS_SAFE}",
+        )
     if refused:
         # Only a producer racing this one can cause this: the check above saw no conflict.
-        fail(2, f"{len(refused)} invoice job(s) conflicted with another producer's and were "
-                 "not enqueued (all other jobs were):", *(f"  job {i}: order already has invoice "
-                 f"{r.invoice_number} (job {r.job_id})" for i, r in refused), *after)  # fmt: skip
+        fail(
+            2,
+            f"{len(refused)} invoice job(s) conflicted with another producer's and were "
+            "not enqueued (all other jobs were):",
+            *(
+                f"  job {i}: order already has invoice {r.invoice_number} (job {r.job_id})"
+                for i, r in refused
+            ),
+            *after,
+        )
 
 
 cli.add_command(dlq)
@@ -238,12 +251,19 @@ def _enqueue_one(
         if result.verdict == "failed":
             raise QueueUnavailable(f"{refused_by_redis(result.state or '')}; nothing was enqueued")
         if result.verdict == "conflict":
-            raise InvoiceConflict(job.account, job.order_id, result.job_id,
-                                  result.invoice_number or "?", result.state or "?")  # fmt: skip
+            raise InvoiceConflict(
+                job.account,
+                job.order_id,
+                result.job_id,
+                result.invoice_number or "?",
+                result.state or "?",
+            )
     if result.verdict == "duplicate":
         what = "invoice" if kind == "invoice" else "job"
-        click.echo(f"vtex-relay: the same {what} is already job {result.job_id}; "
-                   "not enqueued again", err=True)  # fmt: skip
+        click.echo(
+            f"vtex-relay: the same {what} is already job {result.job_id}; not enqueued again",
+            err=True,
+        )
     click.echo(json.dumps(_summary(job, result)) if as_json else result.job_id)
 
 
@@ -258,17 +278,6 @@ def _read_body(file: IO[bytes]) -> object:
         return parse_json(data)
     except ValueError as exc:
         fail(2, f"{_name(file)}: the body is {exc}; nothing was enqueued")
-
-
-def _bounded_lines(file: IO[bytes]) -> Iterator[bytes]:
-    """The lines of *file*, each cut after a little more than ``input_limit()`` bytes (the rest
-    of a longer line is skipped, not read into memory): ``validate_batch`` refuses it."""
-    keep = get_settings().input_limit() + 3  # more than validate_batch allows
-    while line := file.readline(keep):
-        if len(line) == keep and not line.endswith(b"\n"):
-            while (rest := file.readline(65_536)) and not rest.endswith(b"\n"):
-                pass
-        yield line
 
 
 def _name(file: IO[bytes]) -> str:

@@ -47,10 +47,16 @@ def dlq_list(as_json: bool) -> None:
         click.echo("no dead jobs")
     else:
         rows = [
-            [job.job_id, f"{job.account}/{job.order_id}", job.kind or "", str(job.tries),
-             _time(job.attempts[-1].at if job.attempts else None), _cut(job.last_error_line)]
+            [
+                job.job_id,
+                f"{job.account}/{job.order_id}",
+                job.kind or "",
+                str(job.tries),
+                _time(job.attempts[-1].at if job.attempts else None),
+                _cut(job.last_error_line),
+            ]
             for job in jobs
-        ]  # fmt: skip
+        ]
         click.echo(_table(["JOB ID", "ORDER", "KIND", "TRIES", "DIED AT", "LAST ERROR"], rows))
 
 
@@ -103,21 +109,38 @@ def order(order_id: str, account: str | None, as_json: bool) -> None:
         ref = _order_ref(order_id, account)
         status = dead_letters.order_status(_client(), ref)
     if as_json:
-        click.echo(json.dumps({
-            "account": ref.account, "orderId": ref.order_id, "state": status.state,
-            "head": status.head or None, "jobs": [_job_json(j, attempts=True) for j in status.jobs],
-        }))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "account": ref.account,
+                    "orderId": ref.order_id,
+                    "state": status.state,
+                    "head": status.head or None,
+                    "jobs": [_job_json(j, attempts=True) for j in status.jobs],
+                }
+            )
+        )
         return
     head = f" at seq {status.head}" if status.head else ""
     lines = [f"order {_name(ref)}: {status.state}{head}", ""]
     rows = [
-        [str(job.seq or ""), job.job_id, job.kind or "", job.state, str(job.tries),
-         _time(job.due_at), _cut(job.last_error_line)]
+        [
+            str(job.seq or ""),
+            job.job_id,
+            job.kind or "",
+            job.state,
+            str(job.tries),
+            _time(job.due_at),
+            _cut(job.last_error_line),
+        ]
         for job in status.jobs
-    ]  # fmt: skip
+    ]
     lines.append(_table(["SEQ", "JOB ID", "KIND", "STATE", "TRIES", "DUE AT", "LAST ERROR"], rows))
-    lines += [f"\njob {j.job_id} is dead: see `vtex-relay dlq show {j.job_id}`"
-              for j in status.jobs if j.state == "dead"]  # fmt: skip
+    lines += [
+        f"\njob {j.job_id} is dead: see `vtex-relay dlq show {j.job_id}`"
+        for j in status.jobs
+        if j.state == "dead"
+    ]
     click.echo("\n".join(lines))
 
 
@@ -167,11 +190,18 @@ def _order_ref(order_id: str, account: str | None) -> OrderRef:
 
 def _job_json(job: JobRecord, *, body: bool = False, attempts: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "jobId": job.job_id, "account": job.account, "orderId": job.order_id, "kind": job.kind,
-        "seq": job.seq, "state": job.state, "invoiceNumber": job.invoice_number,
-        "tries": job.tries, "dueAt": _iso(job.due_at), "enqueuedAt": _iso(job.enqueued_at),
+        "jobId": job.job_id,
+        "account": job.account,
+        "orderId": job.order_id,
+        "kind": job.kind,
+        "seq": job.seq,
+        "state": job.state,
+        "invoiceNumber": job.invoice_number,
+        "tries": job.tries,
+        "dueAt": _iso(job.due_at),
+        "enqueuedAt": _iso(job.enqueued_at),
         "lastError": _attempt_json(job.last_error, brief=True) if job.last_error else None,
-    }  # fmt: skip
+    }
     if body:
         data["body"] = job.body
     if attempts:
@@ -180,8 +210,12 @@ def _job_json(job: JobRecord, *, body: bool = False, attempts: bool = False) -> 
 
 
 def _attempt_json(attempt: Attempt, *, brief: bool = False) -> dict[str, Any]:
-    data = {"at": _iso(attempt.at), "outcome": attempt.outcome, "status": attempt.status,
-            "message": attempt.message}  # fmt: skip
+    data = {
+        "at": _iso(attempt.at),
+        "outcome": attempt.outcome,
+        "status": attempt.status,
+        "message": attempt.message,
+    }
     if brief:
         return data
     return {**data, "maybeApplied": attempt.maybe_applied, "worker": attempt.worker}
@@ -190,31 +224,46 @@ def _attempt_json(attempt: Attempt, *, brief: bool = False) -> dict[str, Any]:
 def _job_block(job: JobRecord) -> str:
     where = _name(OrderRef(job.account, job.order_id)) + (f" (seq {job.seq})" if job.seq else "")
     facts = [
-        ("job", job.job_id), ("state", job.state), ("order", where),
-        ("kind", job.kind or ""), ("invoice", job.invoice_number or ""), ("tries", str(job.tries)),
-        ("enqueued", _time(job.enqueued_at)), ("last error", job.last_error_line),
-    ]  # fmt: skip
+        ("job", job.job_id),
+        ("state", job.state),
+        ("order", where),
+        ("kind", job.kind or ""),
+        ("invoice", job.invoice_number or ""),
+        ("tries", str(job.tries)),
+        ("enqueued", _time(job.enqueued_at)),
+        ("last error", job.last_error_line),
+    ]
     lines = [f"{name + ':':<11} {value}" for name, value in facts if value]
     lines += ["body:", *_indent(json.dumps(job.body, indent=2, ensure_ascii=False))]
     lines.append(f"attempts ({len(job.attempts)}):")
     rows = [
-        [str(n), _time(a.at), a.outcome, str(a.status or ""), a.worker,
-         ("maybe applied; " if a.maybe_applied else "") + " ".join(a.message.split())]
+        [
+            str(n),
+            _time(a.at),
+            a.outcome,
+            str(a.status or ""),
+            a.worker,
+            ("maybe applied; " if a.maybe_applied else "") + " ".join(a.message.split()),
+        ]
         for n, a in enumerate(job.attempts, start=1)
-    ]  # fmt: skip
+    ]
     if rows:
         lines += _indent(_table(["#", "AT", "OUTCOME", "STATUS", "WORKER", "MESSAGE"], rows))
     if job.state == "dead":
-        lines += [f"to replay:  vtex-relay dlq replay {job.job_id}",
-                  f"to discard: vtex-relay dlq discard {job.job_id}"]  # fmt: skip
+        lines += [
+            f"to replay:  vtex-relay dlq replay {job.job_id}",
+            f"to discard: vtex-relay dlq discard {job.job_id}",
+        ]
     return "\n".join(lines)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Columns padded to their widest cell, two spaces apart; no trailing spaces."""
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in [headers, *rows]]  # fmt: skip
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
     return "\n".join(lines)
 
 

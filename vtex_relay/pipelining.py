@@ -1,12 +1,11 @@
 """Pipelines that overlap: Redis runs one batch of commands while the caller builds the next.
 
 Written by hand because redis-py's ``Pipeline.execute`` sends a batch and then waits for all
-of its replies, so a producer sits idle while Redis runs the batch (for 1,000 enqueue scripts,
-about 23 ms), then Redis sits idle while the producer builds the next. Sending batch k+1
-before reading batch k's replies keeps both busy on one connection, so Redis still runs every
-command in the order sent. It cut the batch CLI's enqueue phase from 62 to 42 µs a job. A
-sender thread running ``Pipeline.execute`` was tried and made it slower: its socket reads hand
-the GIL back and forth with the thread that builds the messages.
+of its replies, so a producer sits idle while Redis runs the batch, then Redis sits idle while
+the producer builds the next. Sending batch k+1 before reading batch k's replies keeps both
+busy on one connection, so Redis still runs every command in the order sent (the batch CLI's
+figures: README, Performance). A sender thread running ``Pipeline.execute`` is no better: its
+socket reads hand the GIL back and forth with the thread that builds the messages.
 
 Redis never blocks on a client that is slow to read (it buffers replies in memory), so sending
 before reading cannot deadlock; the batches stay small (1,000 commands, ~1.7 MB).

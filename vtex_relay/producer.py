@@ -6,7 +6,7 @@ raises ``InvalidJob`` naming every bad field, with nothing enqueued. It returns 
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import IO, Any, NamedTuple
+from typing import Any
 
 import redis
 from celery import Celery
@@ -18,8 +18,8 @@ from vtex_relay.errors import FieldError, InvalidJob, InvoiceConflict, QueueUnav
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.jobs import Job
 from vtex_relay.messages import QUEUE, build_message, message_app
-from vtex_relay.models import KINDS, parse_json, validate_body
-from vtex_relay.ordering import Enqueued, OrderRef, body_digest
+from vtex_relay.models import KINDS, validate_body
+from vtex_relay.ordering import Enqueued
 from vtex_relay.settings import get_settings
 
 MAX_IDEMPOTENCY_KEY = 200
@@ -71,7 +71,7 @@ def with_idempotency_key(job: Job, key: object) -> Job:
     Two jobs of an order with the same key are one job, whatever their bodies; ``InvalidJob``
     if the key is not a string of 1 to 200 printable characters.
     """
-    errors = _idempotency_key_errors(key)
+    errors = idempotency_key_errors(key)
     if errors:
         raise InvalidJob(errors)
     if key is None:
@@ -79,7 +79,7 @@ def with_idempotency_key(job: Job, key: object) -> Job:
     return job.model_copy(update={"idempotency_key": key})
 
 
-def _idempotency_key_errors(key: object) -> list[FieldError]:
+def idempotency_key_errors(key: object) -> list[FieldError]:
     if key is None or (
         isinstance(key, str) and 1 <= len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()
     ):
@@ -143,29 +143,6 @@ def build_job(
     )
 
 
-LINE_FIELDS = frozenset({"kind", "orderId", "invoiceNumber", "account", "idempotencyKey", "body"})
-
-
-def job_from_line(line: Mapping[str, Any]) -> Job:
-    """Build a job from one batch line
-    ``{kind, orderId, invoiceNumber?, account?, idempotencyKey?, body}``."""
-    unknown = sorted(set(line) - LINE_FIELDS)
-    if unknown:
-        raise InvalidJob([FieldError(str(name)[:40], "unknown field") for name in unknown])
-    key_errors = _idempotency_key_errors(line.get("idempotencyKey"))
-    try:
-        job = build_job(
-            line.get("kind"),
-            line.get("orderId"),
-            line.get("body"),
-            invoice_number=line.get("invoiceNumber"),
-            account=line.get("account"),
-        )
-    except InvalidJob as exc:
-        raise InvalidJob(exc.errors + key_errors) from None
-    return with_idempotency_key(job, line.get("idempotencyKey"))
-
-
 def enqueue(job: Job) -> str:
     """Enqueue one validated job; return its id (an identical job: the first one's id).
 
@@ -200,84 +177,8 @@ def enqueue_many(jobs: Iterable[Job]) -> list[Enqueued]:
     try:
         results.extend(result for _job, result in connections.ordering().enqueue(messages))
     except RedisError as exc:
-        raise QueueUnavailable(_unreachable(exc, len(results))) from None
+        raise QueueUnavailable(unreachable(exc, len(results))) from None
     return results
-
-
-class BatchInvoice(NamedTuple):
-    """An invoice line of a batch, kept from validation for the conflict check."""
-
-    line: int
-    ref: OrderRef
-    digest: str
-    number: str
-
-
-def validate_batch(
-    lines: Iterable[bytes | str], spool: IO[str], on_error: Callable[[int, InvalidJob], None]
-) -> list[BatchInvoice]:
-    """Validate JSON lines (UTF-8 bytes or text), writing each good job to *spool* and
-    reporting bad ones, each by its number.
-
-    Blank lines are skipped. A line is bad, never an exception, whatever its bytes: not UTF-8,
-    not JSON, too deep or a number too long to parse, or over ``Settings.input_limit()``.
-    Returns the invoice lines, for ``invoice_conflicts``. The caller enqueues only if no line
-    was bad.
-    """
-    limit = get_settings().input_limit()
-    invoices: list[BatchInvoice] = []
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        if len(text) > limit and len(_without_end(text)) > limit:
-            reason = f"over {limit:,} bytes, the most read for a line (4 times MAX_BODY_BYTES)"
-            on_error(number, InvalidJob([FieldError("line", reason)]))
-            continue
-        try:
-            data = parse_json(text)
-        except ValueError as exc:
-            on_error(number, InvalidJob([FieldError("line", str(exc))]))
-            continue
-        try:
-            if not isinstance(data, dict):
-                raise InvalidJob([FieldError("line", "must be a JSON object")])
-            job = job_from_line(data)
-        except InvalidJob as exc:
-            on_error(number, exc)
-            continue
-        if job.kind == "invoice":
-            ref = OrderRef.of(job)
-            invoices.append(
-                BatchInvoice(number, ref, body_digest(job.body), job.invoice_number or "")
-            )
-        spool.write(job.model_dump_json())
-        spool.write("\n")
-    return invoices
-
-
-def invoice_conflicts(invoices: list[BatchInvoice]) -> list[tuple[int, str]]:
-    """(line, reason) for each invoice line that the one-invoice rule would refuse.
-
-    A line conflicts with an invoice already enqueued for its order, or with an earlier line
-    of the batch for the same order, unless the bodies are identical (a duplicate).
-    """
-    first: dict[OrderRef, BatchInvoice] = {}
-    conflicts: list[tuple[int, str]] = []
-    for invoice in invoices:
-        earlier = first.setdefault(invoice.ref, invoice)
-        if earlier.digest != invoice.digest:
-            reason = f"a different invoice for this order is on line {earlier.line}"
-            conflicts.append((invoice.line, f"{reason} (one invoice per order)"))
-    try:
-        existing = connections.ordering().invoices(list(first))
-    except RedisError as exc:
-        raise QueueUnavailable(_unreachable(exc, 0)) from None
-    for invoice, found in zip(first.values(), existing, strict=True):
-        if found is not None and found[1] != invoice.digest:
-            job_id, _digest, number, state = found
-            reason = f"the order already has invoice {number} (job {job_id}, {state})"
-            conflicts.append((invoice.line, f"{reason}; one invoice per order"))
-    return sorted(conflicts)
 
 
 def _check(
@@ -293,10 +194,6 @@ def _check(
     except ValueError as exc:
         errors.append(FieldError(name, str(exc)))
         return None
-
-
-def _without_end(line: bytes | str) -> bytes | str:
-    return line.rstrip(b"\r\n") if isinstance(line, bytes) else line.rstrip("\r\n")
 
 
 def _shown(value: object) -> str:
@@ -327,7 +224,8 @@ def refused_by_redis(error: str) -> str:
     return f"Redis at {_redis_url()} refused the job ({error})"
 
 
-def _unreachable(exc: BaseException, sent: int) -> str:
+def unreachable(exc: BaseException, sent: int) -> str:
+    """What went wrong with Redis, for a call that had handled *sent* jobs when it did."""
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         trouble = refused_by_redis(f"OOM {exc}")
     elif isinstance(exc, redis.ResponseError):

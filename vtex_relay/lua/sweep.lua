@@ -58,9 +58,8 @@ for _, member in ipairs(redis.call("ZRANGE", ready, "-inf", t - lost_after, "BYS
       replaced = replaced + 1
     else
       -- Still queued, and so is every job pushed at the back after it (vr:ready is in push
-      -- order): stop, or each sweep would read a long backlog again (a 100,000-job backlog
-      -- doubled Redis's commands per job). A job pushed at the front after this one is looked
-      -- at once this one is claimed.
+      -- order): stop, or each sweep would read a long backlog again, several times a second.
+      -- A job pushed at the front after this one is looked at once this one is claimed.
       break
     end
   end

@@ -1,0 +1,138 @@
+"""Batches: JSON lines validated, all of them, before any is enqueued.
+
+``validate_batch`` reads the lines (UTF-8 bytes or text), spools each good job and reports
+every bad line by its number; ``invoice_conflicts`` then finds the invoices the one-invoice
+rule would refuse, against Redis and against earlier lines. The caller (``vtex-relay enqueue
+batch``) enqueues the spooled jobs only if both found nothing.
+"""
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, Any, NamedTuple
+
+from redis.exceptions import RedisError
+
+from vtex_relay import connections
+from vtex_relay.errors import FieldError, InvalidJob, QueueUnavailable
+from vtex_relay.jobs import Job
+from vtex_relay.models import parse_json
+from vtex_relay.ordering import OrderRef, body_digest
+from vtex_relay.producer import (
+    build_job,
+    idempotency_key_errors,
+    unreachable,
+    with_idempotency_key,
+)
+from vtex_relay.settings import get_settings
+
+LINE_FIELDS = frozenset({"kind", "orderId", "invoiceNumber", "account", "idempotencyKey", "body"})
+
+
+def job_from_line(line: Mapping[str, Any]) -> Job:
+    """Build a job from one batch line
+    ``{kind, orderId, invoiceNumber?, account?, idempotencyKey?, body}``."""
+    unknown = sorted(set(line) - LINE_FIELDS)
+    if unknown:
+        raise InvalidJob([FieldError(str(name)[:40], "unknown field") for name in unknown])
+    key_errors = idempotency_key_errors(line.get("idempotencyKey"))
+    try:
+        job = build_job(
+            line.get("kind"),
+            line.get("orderId"),
+            line.get("body"),
+            invoice_number=line.get("invoiceNumber"),
+            account=line.get("account"),
+        )
+    except InvalidJob as exc:
+        raise InvalidJob(exc.errors + key_errors) from None
+    return with_idempotency_key(job, line.get("idempotencyKey"))
+
+
+class BatchInvoice(NamedTuple):
+    """An invoice line of a batch, kept from validation for the conflict check."""
+
+    line: int
+    ref: OrderRef
+    digest: str
+    number: str
+
+
+def validate_batch(
+    lines: Iterable[bytes | str], spool: IO[str], on_error: Callable[[int, InvalidJob], None]
+) -> list[BatchInvoice]:
+    """Validate JSON lines (UTF-8 bytes or text), writing each good job to *spool* and
+    reporting bad ones, each by its number.
+
+    Blank lines are skipped. A line is bad, never an exception, whatever its bytes: not UTF-8,
+    not JSON, too deep or a number too long to parse, or over ``Settings.input_limit()``.
+    Returns the invoice lines, for ``invoice_conflicts``. The caller enqueues only if no line
+    was bad.
+    """
+    limit = get_settings().input_limit()
+    invoices: list[BatchInvoice] = []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        if len(text) > limit and len(_without_end(text)) > limit:
+            reason = f"over {limit:,} bytes, the most read for a line (4 times MAX_BODY_BYTES)"
+            on_error(number, InvalidJob([FieldError("line", reason)]))
+            continue
+        try:
+            data = parse_json(text)
+        except ValueError as exc:
+            on_error(number, InvalidJob([FieldError("line", str(exc))]))
+            continue
+        try:
+            if not isinstance(data, dict):
+                raise InvalidJob([FieldError("line", "must be a JSON object")])
+            job = job_from_line(data)
+        except InvalidJob as exc:
+            on_error(number, exc)
+            continue
+        if job.kind == "invoice":
+            ref = OrderRef.of(job)
+            invoices.append(
+                BatchInvoice(number, ref, body_digest(job.body), job.invoice_number or "")
+            )
+        spool.write(job.model_dump_json())
+        spool.write("\n")
+    return invoices
+
+
+def invoice_conflicts(invoices: list[BatchInvoice]) -> list[tuple[int, str]]:
+    """(line, reason) for each invoice line that the one-invoice rule would refuse.
+
+    A line conflicts with an invoice already enqueued for its order, or with an earlier line
+    of the batch for the same order, unless the bodies are identical (a duplicate).
+    """
+    first: dict[OrderRef, BatchInvoice] = {}
+    conflicts: list[tuple[int, str]] = []
+    for invoice in invoices:
+        earlier = first.setdefault(invoice.ref, invoice)
+        if earlier.digest != invoice.digest:
+            reason = f"a different invoice for this order is on line {earlier.line}"
+            conflicts.append((invoice.line, f"{reason} (one invoice per order)"))
+    try:
+        existing = connections.ordering().invoices(list(first))
+    except RedisError as exc:
+        raise QueueUnavailable(unreachable(exc, 0)) from None
+    for invoice, found in zip(first.values(), existing, strict=True):
+        if found is not None and found[1] != invoice.digest:
+            job_id, _digest, number, state = found
+            reason = f"the order already has invoice {number} (job {job_id}, {state})"
+            conflicts.append((invoice.line, f"{reason}; one invoice per order"))
+    return sorted(conflicts)
+
+
+def _without_end(line: bytes | str) -> bytes | str:
+    return line.rstrip(b"\r\n") if isinstance(line, bytes) else line.rstrip("\r\n")
+
+
+def bounded_lines(file: IO[bytes]) -> Iterator[bytes]:
+    """The lines of *file*, each cut after a little more than ``input_limit()`` bytes (the rest
+    of a longer line is skipped, not read into memory): ``validate_batch`` refuses it."""
+    keep = get_settings().input_limit() + 3  # more than validate_batch allows
+    while line := file.readline(keep):
+        if len(line) == keep and not line.endswith(b"\n"):
+            while (rest := file.readline(65_536)) and not rest.endswith(b"\n"):
+                pass
+        yield line
