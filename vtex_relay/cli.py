@@ -21,8 +21,6 @@ from vtex_relay.console import clean_errors, fail
 from vtex_relay.errors import (
     FieldError,
     InvalidJob,
-    InvoiceConflict,
-    QueueUnavailable,
 )
 from vtex_relay.jobs import Job
 from vtex_relay.models import Kind, parse_json
@@ -30,6 +28,7 @@ from vtex_relay.operator_cli import dlq, order
 from vtex_relay.ordering import Enqueued
 from vtex_relay.producer import (
     RERUN_IS_SAFE,
+    accepted,
     build_job,
     enqueue_many,
     refused_by_redis,
@@ -248,16 +247,7 @@ def _enqueue_one(
         job = build_job(kind, order_id, body, invoice_number=invoice_number, account=account)
         job = with_idempotency_key(job, key)
         [result] = enqueue_many([job])
-        if result.verdict == "failed":
-            raise QueueUnavailable(f"{refused_by_redis(result.state or '')}; nothing was enqueued")
-        if result.verdict == "conflict":
-            raise InvoiceConflict(
-                job.account,
-                job.order_id,
-                result.job_id,
-                result.invoice_number or "?",
-                result.state or "?",
-            )
+        result = accepted(job, result)
     if result.verdict == "duplicate":
         what = "invoice" if kind == "invoice" else "job"
         click.echo(

@@ -150,8 +150,14 @@ def enqueue(job: Job) -> str:
     ``QueueUnavailable`` if Redis cannot be reached or refuses the job (out of memory).
     """
     [result] = enqueue_many([job])
+    return accepted(job, result).job_id
+
+
+def accepted(job: Job, result: Enqueued) -> Enqueued:
+    """*result* of enqueueing *job* alone, if it was enqueued or a duplicate; else raise
+    ``QueueUnavailable`` (Redis refused it) or ``InvoiceConflict``."""
     if result.verdict == "failed":
-        raise QueueUnavailable(f"{refused_by_redis(result.state or '')}; the job was not enqueued")
+        raise QueueUnavailable(f"{refused_by_redis(result.state or '')}; nothing was enqueued")
     if result.verdict == "conflict":
         raise InvoiceConflict(
             job.account,
@@ -160,7 +166,7 @@ def enqueue(job: Job) -> str:
             result.invoice_number or "?",
             result.state or "?",
         )
-    return result.job_id
+    return result
 
 
 def enqueue_many(jobs: Iterable[Job]) -> list[Enqueued]:
