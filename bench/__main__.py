@@ -61,16 +61,18 @@ def main(argv: list[str] | None = None) -> int:
         ctx.teardown()
     rows.sort(key=lambda row: row.section.split(".")[0])
     minutes = (time.monotonic() - started) / 60
-    text = "\n".join([
-        table(rows),
-        "",
-        machine_line(redis_version),
-        f"Command: `{command}` ({'quick' if plan.quick else 'full'} run, {minutes:.1f} min, "
-        f"{plan.repeats} run(s) per figure unless the row says otherwise)",
-        "End-to-end: the backlog is enqueued first and hidden (RENAME) while the workers start; "
-        "the time runs from its release (RENAME back, once all workers are ready) to the last "
-        "POST applied in the sandbox's request log.",
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            table(rows),
+            "",
+            machine_line(redis_version),
+            f"Command: `{command}` ({'quick' if plan.quick else 'full'} run, {minutes:.1f} min, "
+            f"{plan.repeats} run(s) per figure unless the row says otherwise)",
+            "End-to-end: the backlog is enqueued first and hidden (RENAME) while the workers "
+            "start; the time runs from its release (RENAME back, once all workers are ready) to "
+            "the last POST applied in the sandbox's request log.",
+        ]
+    )
     print(text)
     args.out.write_text(text + "\n", encoding="utf-8")
     return 0

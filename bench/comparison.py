@@ -44,8 +44,11 @@ def delivery(ctx: Context) -> tuple[list[Row], Series]:
     a slow spell of a shared machine does not fall on one system's runs only.
     """
     plan = ctx.plan
-    tries = [System("relay", 2, "threads", c) for c in plan.concurrencies
-             if c != RELAY_PROCFILE.concurrency]  # fmt: skip
+    tries = [
+        System("relay", 2, "threads", c)
+        for c in plan.concurrencies
+        if c != RELAY_PROCFILE.concurrency
+    ]
     systems = [RELAY_PROCFILE, *tries, PLAIN_PREFORK, *PLAIN_THREADS, *WATCHED]
     all_series: list[Series] = []
     for latency in (0.0, 100.0):
@@ -66,12 +69,16 @@ def delivery(ctx: Context) -> tuple[list[Row], Series]:
     zero = {s.system: s for s in all_series if s.latency_ms == 0}
     for item in hundred.values():
         bound = item.system.slots / 0.1
-        rows.append(Row(
-            "3. ratio to the bound at 100 ms", item.system.label,
-            f"{item.rate / bound:.0%}", fmt_runs([r.rate / bound * 100 for r in item.runs]),
-            f"bound = {item.system.processes} processes x "
-            f"{item.system.slots // item.system.processes} / 0.1 s = {bound:,.0f} jobs/s",
-        ))  # fmt: skip
+        rows.append(
+            Row(
+                "3. ratio to the bound at 100 ms",
+                item.system.label,
+                f"{item.rate / bound:.0%}",
+                fmt_runs([r.rate / bound * 100 for r in item.runs]),
+                f"bound = {item.system.processes} processes x "
+                f"{item.system.slots // item.system.processes} / 0.1 s = {bound:,.0f} jobs/s",
+            )
+        )
     rows += _targets(zero, hundred)
     return rows, hundred[RELAY_PROCFILE]
 
@@ -119,5 +126,6 @@ def _delivery_row(series: Series) -> Row:
         f"{max(r.foreign_cores for r in runs):.2f} cores"
     )
     section = f"2. end-to-end, sandbox latency {series.latency_ms:g} ms"
-    return Row(section, series.system.label, fmt_rate(series.rate),
-               fmt_runs([r.rate for r in runs]), notes)  # fmt: skip
+    return Row(
+        section, series.system.label, fmt_rate(series.rate), fmt_runs([r.rate for r in runs]), notes
+    )

@@ -9,10 +9,11 @@ from typing import Any
 
 import redis
 
-from bench.harness import BenchError, RedisServer, Sandbox, wait_for
+from bench.harness import BenchError, RedisServer, Sandbox
 from bench.procstats import cpu_seconds
 from bench.workload import ACCOUNT
 from vtex_relay.sandbox.control import RecordedRequest, SandboxControl
+from vtex_relay.testing import wait_for
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,17 @@ class Plan:
     def make(cls, quick: bool, repeats: int | None) -> Plan:
         if quick:
             return cls(True, repeats or 1, 5_000, 4.0, 8_000, (1_000, 5_000), 20_000, 6.0, (64,))
-        return cls(False, repeats or 3, 20_000, 8.0, 40_000, (1_000, 10_000, 100_000), 100_000,
-                   15.0, (64, 32))  # fmt: skip
+        return cls(
+            False,
+            repeats or 3,
+            20_000,
+            8.0,
+            40_000,
+            (1_000, 10_000, 100_000),
+            100_000,
+            15.0,
+            (64, 32),
+        )
 
 
 @dataclass
@@ -108,7 +118,9 @@ class Context:
                 raise BenchError(f"the sandbox refused POSTs: {self.sb.stats()['counters']}")
             return self.posts_ok() >= count
 
-        wait_for(done, timeout=timeout, what=f"{count} POSTs applied", interval=0.1)
+        wait_for(
+            done, timeout=timeout, what=f"{count} POSTs applied", interval=0.1, error=BenchError
+        )
 
     def posts(self, since: int) -> list[RecordedRequest]:
         return self.sb.requests(method="POST", since=since)

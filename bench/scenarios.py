@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.comparison import MAX_DRAIN_SECONDS, Series
 from bench.context import Context, info
 from bench.delivery import RunResult, delivery_run
-from bench.harness import ROOT, BenchError, start_workers, stop_workers
+from bench.harness import ROOT, BenchError, stop_workers
 from bench.plain_celery import QUEUE as PLAIN_QUEUE
 from bench.report import Row, fmt_mib, fmt_rate, fmt_runs, median
 from bench.systems import (
@@ -25,6 +25,7 @@ from bench.systems import (
 )
 from bench.workload import ACCOUNT, order_id, write_batch
 from vtex_relay.messages import QUEUE as RELAY_QUEUE
+from vtex_relay.testing import start_workers
 
 # --- 1. enqueue rate -------------------------------------------------------------------------
 
@@ -102,17 +103,35 @@ def enqueue_rates(ctx: Context) -> list[Row]:
     without = [count / max(t - startup, 1e-9) for t in cli_total]
     section = f"1. enqueue rate ({count:,} invoice jobs)"
     return [
-        Row(section, "vtex-relay CLI `enqueue batch FILE` (wall, incl. process start)",
-            fmt_rate(median(with_start)), fmt_runs(with_start),
-            f"without start-up ({startup:.2f}s, a 1-line batch): "
-            f"{fmt_rate(median(without))}"),
-        Row(section, "vtex-relay Python API, `enqueue_invoice` loop", fmt_rate(median(loop)),
-            fmt_runs(loop), "one Redis round trip (enqueue.lua) per job"),
-        Row(section, "vtex-relay Python API, `enqueue_many` (the batch path)",
-            fmt_rate(median(many)), fmt_runs(many), "pipelines of 1,000, overlapped"),
-        Row(section, "plain Celery `apply_async` loop", fmt_rate(median(plain)),
-            fmt_runs(plain), "one LPUSH per job"),
-    ]  # fmt: skip
+        Row(
+            section,
+            "vtex-relay CLI `enqueue batch FILE` (wall, incl. process start)",
+            fmt_rate(median(with_start)),
+            fmt_runs(with_start),
+            f"without start-up ({startup:.2f}s, a 1-line batch): {fmt_rate(median(without))}",
+        ),
+        Row(
+            section,
+            "vtex-relay Python API, `enqueue_invoice` loop",
+            fmt_rate(median(loop)),
+            fmt_runs(loop),
+            "one Redis round trip (enqueue.lua) per job",
+        ),
+        Row(
+            section,
+            "vtex-relay Python API, `enqueue_many` (the batch path)",
+            fmt_rate(median(many)),
+            fmt_runs(many),
+            "pipelines of 1,000, overlapped",
+        ),
+        Row(
+            section,
+            "plain Celery `apply_async` loop",
+            fmt_rate(median(plain)),
+            fmt_runs(plain),
+            "one LPUSH per job",
+        ),
+    ]
 
 
 def _expect(found: int, wanted: int, what: str) -> None:
@@ -156,13 +175,18 @@ def latency(ctx: Context, best: Series) -> list[Row]:
     p50 = lat[len(lat) // 2]
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     info(f"latency at {rate:.0f}/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms, producer lag {lag:.3f}s")
-    return [Row(
-        "4. latency enqueue -> applied, 100 ms sandbox", system.label,
-        f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms", "1 run",
-        f"open loop: {count:,} jobs at {rate:,.0f} jobs/s (50% of its 100 ms throughput) over "
-        f"{ctx.plan.latency_seconds:g}s from one producer thread (`enqueue_invoice`); "
-        f"max {max(lat):,.0f} ms; producer fell behind its schedule by at most {lag * 1000:.0f} ms",
-    )]  # fmt: skip
+    return [
+        Row(
+            "4. latency enqueue -> applied, 100 ms sandbox",
+            system.label,
+            f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms",
+            "1 run",
+            f"open loop: {count:,} jobs at {rate:,.0f} jobs/s (50% of its 100 ms throughput) over "
+            f"{ctx.plan.latency_seconds:g}s from one producer thread (`enqueue_invoice`); "
+            f"max {max(lat):,.0f} ms; producer fell behind its schedule by at most "
+            f"{lag * 1000:.0f} ms",
+        )
+    ]
 
 
 def _body(index: int) -> dict[str, object]:
@@ -188,26 +212,32 @@ def growth_and_memory(ctx: Context) -> list[Row]:
     for size, runs in by_size.items():
         per_job = [1000 * r.seconds / r.jobs for r in runs]
         count = "1 run" if len(runs) == 1 else f"{len(runs)} runs"
-        rows.append(Row(
-            "6. cost growth, 0 ms sandbox", f"{RELAY_PROCFILE.label}: {size:,} jobs",
-            f"{median(per_job):.2f} ms/job ({fmt_rate(median([r.rate for r in runs]))})",
-            fmt_runs(per_job, 2),
-            f"{count}; Redis memory with the backlog waiting: "
-            f"{median([r.backlog_bytes for r in runs]) / size:,.0f} bytes/job, still held once "
-            f"delivered: {median([r.retained_bytes for r in runs]) / size:,.0f} bytes/job; "
-            f"other load {max(r.foreign_cores for r in runs):.2f} cores; worker CPU "
-            f"{median([r.cpu_ms_per_job['workers'] for r in runs]):.2f} ms/job",
-        ))  # fmt: skip
+        rows.append(
+            Row(
+                "6. cost growth, 0 ms sandbox",
+                f"{RELAY_PROCFILE.label}: {size:,} jobs",
+                f"{median(per_job):.2f} ms/job ({fmt_rate(median([r.rate for r in runs]))})",
+                fmt_runs(per_job, 2),
+                f"{count}; Redis memory with the backlog waiting: "
+                f"{median([r.backlog_bytes for r in runs]) / size:,.0f} bytes/job, still held once "
+                f"delivered: {median([r.retained_bytes for r in runs]) / size:,.0f} bytes/job; "
+                f"other load {max(r.foreign_cores for r in runs):.2f} cores; worker CPU "
+                f"{median([r.cpu_ms_per_job['workers'] for r in runs]):.2f} ms/job",
+            )
+        )
     sizes = sorted(by_size)
     largest = by_size[sizes[-1]][-1]
     warm = by_size[sizes[-2]][-1] if len(sizes) > 1 else largest
-    rows.append(Row(
-        "5. worker RSS (one worker process tree)", RELAY_PROCFILE.label,
-        f"idle {fmt_mib(max(warm.idle_rss_kb))} -> peak {fmt_mib(max(largest.peak_rss_kb))}",
-        f"per worker: idle {', '.join(fmt_mib(k) for k in warm.idle_rss_kb)}; peak "
-        f"{', '.join(fmt_mib(k) for k in largest.peak_rss_kb)}",
-        f"idle = warmed up, after draining {warm.jobs:,} jobs; peak = sampled every 0.5 s while "
-        f"{largest.jobs:,} jobs waited in Redis and drained ({largest.seconds:.0f}s); idle "
-        f"after that drain {fmt_mib(max(largest.idle_rss_kb))}",
-    ))  # fmt: skip
+    rows.append(
+        Row(
+            "5. worker RSS (one worker process tree)",
+            RELAY_PROCFILE.label,
+            f"idle {fmt_mib(max(warm.idle_rss_kb))} -> peak {fmt_mib(max(largest.peak_rss_kb))}",
+            f"per worker: idle {', '.join(fmt_mib(k) for k in warm.idle_rss_kb)}; peak "
+            f"{', '.join(fmt_mib(k) for k in largest.peak_rss_kb)}",
+            f"idle = warmed up, after draining {warm.jobs:,} jobs; peak = sampled every 0.5 s "
+            f"while {largest.jobs:,} jobs waited in Redis and drained ({largest.seconds:.0f}s); "
+            f"idle after that drain {fmt_mib(max(largest.idle_rss_kb))}",
+        )
+    )
     return rows

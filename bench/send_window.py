@@ -14,7 +14,7 @@ import json
 import multiprocessing
 import statistics
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +22,19 @@ from pydantic import SecretStr
 
 from config import Settings
 from vtex_relay import oms_client
+from vtex_relay.testing import JsonHandler
 
 REQUESTS = 5_000
 INVOICE = json.loads((Path(__file__).parent.parent / "examples" / "invoice.json").read_text())
 windows: list[int] = []  # ns from the last passed check to the body handed to the kernel
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        body = b'{"receipt": "r"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.read_body()
+        self.answer(200, b'{"receipt": "r"}')
 
 
 class _Measured(oms_client._SendBy):

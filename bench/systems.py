@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.harness import Worker
+from bench.harness import ROOT, Worker
 from bench.workload import ACCOUNT, jobs
 
 ENQUEUE_DEADLINE = 300.0  # seconds; no enqueue loop runs longer
@@ -45,9 +45,7 @@ class System:
         return RELAY if self.kind == "relay" else PLAIN
 
     def workers(self, env: dict[str, str], tag: str) -> list[Worker]:
-        options = ["--without-gossip", "--loglevel", "INFO", "--pool", self.pool]
-        if self.concurrency is not None:
-            options += ["--concurrency", str(self.concurrency)]
+        options = []
         if self.kind == "relay":
             app = "worker.app"  # as in the Procfile
         else:
@@ -56,7 +54,18 @@ class System:
         if self.events:
             options.append("--task-events")  # -E; vtex-relay's TASK_EVENTS=true does the same
         env = {**env, "TASK_EVENTS": "true" if self.events else "false"}
-        return [Worker(app, f"{tag}{i}", options, env) for i in range(self.processes)]
+        return [
+            Worker(
+                env,
+                f"{tag}{i}",
+                app=app,
+                pool=self.pool,
+                concurrency=self.concurrency,
+                options=options,
+                cwd=ROOT,
+            )
+            for i in range(self.processes)
+        ]
 
     def enqueue(self, prefix: str, count: int) -> tuple[int, float]:
         """Enqueue *count* jobs the fast way an integrator would; return (enqueued, seconds).

@@ -6,14 +6,13 @@ sandbox. The app token is a recognisable string that tests look for where it mus
 """
 
 import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
 
-from tests.processes import ROOT, RedisServer, Worker, free_port, wait_for
+from tests.processes import ROOT, RedisServer, Worker, free_port
+from vtex_relay.testing import Sandbox
 
 REDIS_PORT = free_port()
 SANDBOX_PORT = free_port()
@@ -59,31 +58,13 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def sandbox_process() -> Iterator[SandboxControl]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vtex_relay.sandbox", "--port", str(SANDBOX_PORT),
-         "--app-key", APP_KEY, "--strict-schema"],
-        cwd=ROOT, env={**os.environ, "SANDBOX_APP_TOKEN": APP_TOKEN}, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    control = SandboxControl(SANDBOX_URL)
+    env = {**os.environ, "SANDBOX_APP_TOKEN": APP_TOKEN}
+    process = Sandbox("--app-key", APP_KEY, "--strict-schema", port=SANDBOX_PORT, env=env, cwd=ROOT)
+    process.start()
     try:
-        wait_for(_healthy(control, process), timeout=20, what="the sandbox to answer")
-        yield control
+        yield SandboxControl(process.url)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _healthy(control: SandboxControl, process: "subprocess.Popen[bytes]") -> Callable[[], bool]:
-    def check() -> bool:
-        if process.poll() is not None:
-            raise AssertionError("the sandbox exited")
-        try:
-            control.health()
-        except Exception:
-            return False
-        return True
-
-    return check
+        process.stop()
 
 
 @pytest.fixture

@@ -1,458 +1,195 @@
 """Randomised end-to-end tests: many orders, a misbehaving VTEX, and workers that get killed.
 
 Real Redis, real worker processes, the sandbox over HTTP. A seeded ``random.Random`` plans the
-orders (bodies, which producer thread enqueues which order, how the threads interleave) and
-paces the chaos; the seed is printed and ``CHAOS_SEED`` replays it. The sandbox draws its
-faults from its own RNG and thread timing differs between runs, so a seed replays the plan and
-the chaos schedule, not every single fault.
+orders and paces the chaos; the seed is printed and ``CHAOS_SEED`` replays it. The sandbox
+draws its faults from its own RNG and thread timing differs between runs, so a seed replays the
+plan and the chaos schedule, not every single fault.
 
 The expected end state is "every job delivered": workers get ``RETRY_MAX_ATTEMPTS`` high
 enough that random faults never kill a job. What is checked, for every order, from the
-sandbox's request log and from Redis:
-
-- applied writes: exactly invoice, tracking-number, PUT1, PUT2, PUT3 in that order. The only
-  tolerated extra is a PUT applied a second time right after its first application when the
-  first application's answer was lost by the sandbox (fault ``apply_drop``/``apply_stall``):
-  that is "at least once" for an idempotent-looking PUT. The invoice and the PATCH have no such
-  allowance, and a PUT applied three times, or twice with anything in between, is a violation;
-- ``invoicePosts == {number: 1}``: the invoice applied exactly once;
-- ordering: no write request of job k+1 was received before job k was applied, nor before the
-  last write request of job k was received (one job of an order at a time);
-- Redis: every job ``done``, the order ``idle``; the Celery queue, ``vr:delayed``,
-  ``vr:leases`` and ``vr:dead`` are empty, and kombu kept no "unacked" copy (its ack emulation
-  is off: worker/app.py).
+sandbox's request log and from Redis, is listed in ``tests/chaos.py``; besides, no request is
+for an order never enqueued, no worker log holds a traceback, and the run proved something:
+every kind of fault happened, a reconciliation too, and a worker was killed where asked.
 
 A run that does not finish fails with the stuck orders' head jobs as Redis holds them and
 whether their messages are in the queue.
 """
 
-import contextlib
 import os
 import random
 import re
-import signal
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 
-from tests.processes import Worker, text, wait_for
-from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
-from vtex_relay.dead_letters import order_status
-from vtex_relay.keys import DEAD, DELAYED, LEASES
-from vtex_relay.messages import QUEUE
-from vtex_relay.models import Kind
-from vtex_relay.ordering import OrderRef
+from tests.chaos import (
+    ANSWER_LOST,
+    Chaos,
+    Findings,
+    Fleet,
+    PlannedOrder,
+    all_idle,
+    check_orders,
+    drained,
+    leftovers,
+    plan_orders,
+    produce,
+    running,
+    seed_for,
+    stuck_report,
+)
+from tests.processes import wait_for
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
 
-T = TypeVar("T")
-
-ACCOUNT = "teststore"
-SEED_VARIABLE = "CHAOS_SEED"
-PRODUCERS = 4
-WORKERS = 4
-# Faults whose write was applied but whose answer never reached the worker.
-ANSWER_LOST = ("apply_drop", "apply_stall")
 FAULT_KINDS = ("429", "5xx", "timeout", *ANSWER_LOST)
 RECONCILED_LOG = "already at VTEX"
 RECOVERED_LOG = re.compile(r"(\d+) jobs recovered from expired leases")
-# Where kombu's Redis transport would copy the messages it takes, were its ack emulation on.
-UNACKED = ("unacked", "unacked_index")
 
 
-# --- the plan ---------------------------------------------------------------------------------
+# --- plan, run, check -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class PlannedJob:
-    """One job of an order: ``label`` names it in reports (invoice, tracking-number, PUT1...)."""
+class Plan:
+    """What a run does: its orders, and the faults and kills it undergoes."""
 
-    kind: Kind
-    label: str
-    body: dict[str, Any]
-
-    @property
-    def descriptions(self) -> tuple[str, ...]:
-        """The event descriptions of a tracking job: they tell its PUTs apart in the log."""
-        return tuple(event["description"] for event in self.body.get("events", []))
-
-
-@dataclass
-class PlannedOrder:
-    order_id: str
-    invoice_number: str
-    jobs: list[PlannedJob]
-    job_ids: list[str] = field(default_factory=list)  # filled by the one thread enqueuing it
-
-    @property
-    def ref(self) -> OrderRef:
-        return OrderRef(ACCOUNT, self.order_id)
+    test: str
+    seed: int
+    rng: random.Random  # drawn from after planning: how the producers interleave
+    orders: list[PlannedOrder]
+    kills: tuple[random.Random, tuple[float, float]] | None  # their RNG and gap; None: no kill
+    latency_ms: float
+    deadline: float
 
 
-def plan_orders(rng: random.Random, count: int, prefix: str) -> list[PlannedOrder]:
-    """*count* orders, each: invoice, tracking-number, then three PUTs (the last: delivered)."""
-    orders = []
-    for n in range(count):
-        order_id = f"{prefix}{n:04d}-01"
-        number = f"NF{rng.randrange(10**8):08d}{n:04d}"
-        lines = [
-            (str(rng.randrange(1, 10**6)), rng.randrange(1, 10**5), rng.randrange(1, 5))
-            for _ in range(rng.randrange(1, 4))
-        ]
-        items = [{"id": sku, "price": price, "quantity": qty} for sku, price, qty in lines]
-        value = sum(price * qty for _sku, price, qty in lines)
-        invoice = {
-            "type": "Output",
-            "issuanceDate": f"2024-0{rng.randrange(1, 10)}-1{rng.randrange(10)}T10:00:00-03:00",
-            "invoiceNumber": number,
-            "invoiceValue": str(value),
-            "items": items,
-        }
-        tracking_number: dict[str, Any] = {"trackingNumber": f"TR{rng.randrange(10**10)}"}
-        if rng.random() < 0.5:
-            tracking_number["courier"] = rng.choice(["Correios", "Loggi", "Jadlog"])
-        jobs = [
-            PlannedJob("invoice", "invoice", invoice),
-            PlannedJob("tracking-number", "tracking-number", tracking_number),
-        ]
-        for put in (1, 2, 3):
-            delivered = put == 3
-            events = [
-                {"city": rng.choice(["Rio", "Recife", "Curitiba"]), "state": "BR",
-                 "description": f"{order_id} PUT{put} event{e}", "date": f"2024-06-2{put}"}
-                for e in range(rng.randrange(1, 3))
-            ]  # fmt: skip
-            body = {
-                "isDelivered": delivered,
-                "deliveredDate": "2024-06-23 14:30" if delivered else None,
-                "events": events,
-            }
-            jobs.append(PlannedJob("tracking", f"PUT{put}", body))
-        orders.append(PlannedOrder(order_id, number, jobs))
-    return orders
+@dataclass(frozen=True)
+class Observed:
+    """What a run left: the fleet (its logs), the sandbox's request log, the kills."""
+
+    fleet: Fleet
+    logs: list[str]
+    requests: list[RecordedRequest]
+    kills: int
+    seconds: float
 
 
-def enqueue_job(order: PlannedOrder, job: PlannedJob) -> str:
-    if job.kind == "invoice":
-        return enqueue_invoice(order.order_id, job.body, account=ACCOUNT)
-    if job.kind == "tracking-number":
-        return enqueue_tracking_number(
-            order.order_id, order.invoice_number, job.body, account=ACCOUNT
-        )
-    return enqueue_tracking(order.order_id, order.invoice_number, job.body, account=ACCOUNT)
+@dataclass(frozen=True)
+class Verdict:
+    findings: Findings
+    outcomes: Counter[str]  # attempts by outcome; "killed": tries cut by a kill
+    faults: Counter[str]  # the sandbox's injected faults, by kind
+    reconciled: int  # reconciliations the workers logged
 
 
-def produce(orders: Sequence[PlannedOrder], rng: random.Random) -> None:
-    """Enqueue every job from PRODUCERS threads at once.
-
-    Each order belongs to one thread, which enqueues its jobs in order; a thread interleaves
-    its orders at random (seeded per thread), and the threads run concurrently.
-    """
-    shares: list[list[PlannedOrder]] = [[] for _ in range(PRODUCERS)]
-    for order in orders:
-        shares[rng.randrange(PRODUCERS)].append(order)
-    seeds = [rng.randrange(2**32) for _ in shares]
-
-    def run(share: list[PlannedOrder], seed: int) -> None:
-        own = random.Random(seed)
-        pending = {order.order_id: order for order in share}
-        while pending:
-            order = pending[own.choice(sorted(pending))]
-            order.job_ids.append(enqueue_job(order, order.jobs[len(order.job_ids)]))
-            if len(order.job_ids) == len(order.jobs):
-                del pending[order.order_id]
-
-    with ThreadPoolExecutor(PRODUCERS, thread_name_prefix="producer") as pool:
-        for done in [
-            pool.submit(run, share, seed) for share, seed in zip(shares, seeds, strict=True)
-        ]:
-            done.result()
+def plan_run(
+    test: str,
+    orders: int,
+    kill_gap: tuple[float, float] | None,
+    latency_ms: float,
+    deadline: float,
+) -> Plan:
+    seed = seed_for(test)
+    rng = random.Random(seed)
+    planned = plan_orders(rng, orders, prefix=f"{test[:4]}{seed % 10000:04d}x")
+    kills = (random.Random(rng.randrange(2**32)), kill_gap) if kill_gap else None
+    return Plan(test, seed, rng, planned, kills, latency_ms, deadline)
 
 
-# --- processes --------------------------------------------------------------------------------
-
-
-class Fleet:
-    """WORKERS worker processes; ``kill_and_replace`` swaps one for a fresh one."""
-
-    def __init__(self, env: dict[str, str], *, concurrency: int = 8) -> None:
-        self.env = env
-        self.concurrency = concurrency
-        self.slots: list[Worker] = []
-        self.every: list[Worker] = []  # every worker ever started, for their logs
-        self._lock = threading.Lock()
-
-    def start(self) -> "Fleet":
-        self.slots = [self._new(f"w{i}") for i in range(WORKERS)]  # stop() covers them all
-        with ThreadPoolExecutor(WORKERS) as pool:  # start them side by side, not one by one
-            for started in [pool.submit(w.start) for w in self.slots]:
-                started.result()
-        return self
-
-    def _new(self, name: str) -> Worker:
-        worker = Worker(self.env, name, concurrency=self.concurrency)
-        with self._lock:
-            self.every.append(worker)
-        return worker
-
-    def kill_and_replace(self, slot: int, generation: int) -> None:
-        self.slots[slot].stop(signal.SIGKILL)
-        replacement = self._new(f"w{slot}g{generation}")
-        self.slots[slot] = replacement
-        replacement.start()
-
-    def check_alive(self) -> None:
-        for worker in self.slots:
-            process = worker.process
-            if process is not None and process.poll() is not None:
-                raise AssertionError(f"worker {worker.name} exited:\n{worker.log()[-3000:]}")
-
-    def stop(self) -> None:
-        for worker in self.slots:
-            worker.stop()
-
-    def logs(self) -> list[str]:
-        with self._lock:
-            return [worker.log() for worker in self.every]
-
-    def discard_logs(self) -> None:
-        """Delete the log files (after a passing run; a failing run keeps them to read)."""
-        with self._lock:
-            for worker in self.every:
-                worker.log_path.unlink(missing_ok=True)
-
-
-class Chaos(threading.Thread):
-    """SIGKILLs a random worker every *gap* seconds (seeded) and starts a replacement."""
-
-    def __init__(self, fleet: Fleet, rng: random.Random, gap: tuple[float, float]) -> None:
-        super().__init__(name="chaos", daemon=True)
-        self.fleet = fleet
-        self.rng = rng
-        self.gap = gap
-        self.done = threading.Event()
-        self.kills = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            # Event.wait paces the kills; it is not used to synchronise anything.
-            while not self.done.wait(self.rng.uniform(*self.gap)):
-                self.kills += 1
-                self.fleet.kill_and_replace(self.rng.randrange(WORKERS), self.kills)
-        except BaseException as exc:
-            self.error = exc
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise AssertionError(f"the chaos thread failed: {self.error!r}") from self.error
-
-
-@contextlib.contextmanager
-def running(fleet: Fleet, chaos: Chaos | None = None) -> Iterator[None]:
-    """Start the fleet (and the chaos); stop all of it, whatever happens."""
-    try:
-        fleet.start()
-        if chaos is not None:
-            chaos.start()
-        yield
-    finally:
-        if chaos is not None:
-            chaos.done.set()
-            if chaos.is_alive():
-                chaos.join(timeout=60)
-        fleet.stop()
-
-
-# --- waiting and checking ---------------------------------------------------------------------
-
-
-def order_states(client: redis.Redis, orders: Sequence[PlannedOrder]) -> list[str]:
-    pipe = client.pipeline(transaction=False)
-    for order in orders:
-        pipe.hget(order.ref.key("order"), "state")
-    return [text(state) for state in pipe.execute()]
-
-
-def all_idle(client: redis.Redis, orders: Sequence[PlannedOrder]) -> bool:
-    return all(state == "idle" for state in order_states(client, orders))
-
-
-def stuck_report(client: redis.Redis, orders: Sequence[PlannedOrder], limit: int = 8) -> str:
-    """The orders not idle yet, each with its head job as Redis holds it, and where that job's
-    messages are (Celery queue): for a time-out's message.
-    """
-    queued = [text(m) for m in client.lrange(QUEUE, 0, -1)]
-    lines = []
-    for order, state in zip(orders, order_states(client, orders), strict=True):
-        if state == "idle":
-            continue
-        status = order_status(client, order.ref)
-        for job in [j for j in status.jobs if j.state != "done"][:1]:
-            raw = client.hgetall(order.ref.job_key(job.job_id))
-            fields = {text(k): text(v) for k, v in raw.items() if text(k) != "message"}
-            lines.append(
-                f"  {order.order_id}: order {state} head={status.head}; {job.kind} job "
-                f"{job.job_id} {fields} attempts={[a.outcome for a in job.attempts]} "
-                f"messages in the queue: {sum(job.job_id in m for m in queued)}"
-            )
-        if len(lines) == limit:
-            break
-    stuck = sum(state != "idle" for state in order_states(client, orders))
-    return f"all orders idle; {stuck} are not, e.g.:\n" + "\n".join(lines)
-
-
-def drained(client: redis.Redis) -> bool:
-    pipe = client.pipeline(transaction=False)
-    pipe.llen(QUEUE)
-    pipe.zcard(DELAYED)
-    pipe.zcard(LEASES)
-    pipe.hlen(DEAD)
-    pipe.hlen(UNACKED[0])
-    pipe.zcard(UNACKED[1])
-    return not any(pipe.execute())
-
-
-def leftovers(client: redis.Redis) -> str:
-    sizes = {
-        QUEUE: client.llen(QUEUE),
-        DELAYED: client.zcard(DELAYED),
-        LEASES: client.zcard(LEASES),
-        DEAD: client.hlen(DEAD),
-        UNACKED[0]: client.hlen(UNACKED[0]),
-        UNACKED[1]: client.zcard(UNACKED[1]),
-    }
-    return f"the queues to drain, still {sizes}"
-
-
-def job_of(order: PlannedOrder, request: RecordedRequest) -> int | None:
-    """The index of the job that sent *request* (a write), or None if none of them did."""
-    if request.method == "POST":
-        return 0
-    if request.method == "PATCH":
-        return 1
-    if request.method == "PUT" and isinstance(request.body, dict):
-        seen = tuple(e.get("description") for e in request.body.get("events", []))
-        for index, job in enumerate(order.jobs):
-            if job.kind == "tracking" and job.descriptions == seen:
-                return index
-    return None
-
-
-@dataclass
-class Findings:
-    violations: list[str] = field(default_factory=list)
-    duplicate_puts: int = 0  # tolerated: a PUT re-applied after its answer was lost
-
-
-def check_order(
-    order: PlannedOrder,
-    requests: Sequence[RecordedRequest],
-    invoice_posts: dict[str, int],
-    findings: Findings,
-) -> None:
-    """Check one order's request log against the rules in the module docstring."""
-    name = order.order_id
-
-    def violation(message: str) -> None:
-        findings.violations.append(f"{name}: {message}")
-
-    writes: list[tuple[int, RecordedRequest]] = []
-    for request in requests:
-        if request.method == "GET":
-            continue
-        index = job_of(order, request)
-        if index is None:
-            violation(f"request #{request.seq} {request.method} {request.path} is no job's")
-        else:
-            writes.append((index, request))
-
-    # Applied writes, in the order they were applied; a tolerated duplicate is folded in.
-    applied = sorted(
-        ((i, r) for i, r in writes if r.applied_at is not None),
-        key=lambda ir: (ir[1].applied_at, ir[1].seq),
+def run_chaos(plan: Plan, sandbox: SandboxControl, client: redis.Redis) -> Observed:
+    """Enqueue the plan's orders into a fleet of workers, VTEX failing at random (and workers
+    killed, if planned) until every order is idle and every queue drained."""
+    started = time.monotonic()
+    sandbox.set_faults(
+        rate_5xx=0.05,
+        rate_429=0.05,
+        retry_after=0,
+        rate_timeout=0.04,
+        rate_apply_drop=0.05,
+        rate_apply_stall=0.03,
+        stall_seconds=3,  # above VTEX_TIMEOUT=2: the worker gives up first
+        latency_ms=plan.latency_ms,  # applied before the write: more calls in flight at a kill
     )
-    sequence: list[tuple[int, RecordedRequest]] = []
-    folded = False
-    for index, request in applied:
-        if sequence and not folded:
-            last_index, last = sequence[-1]
-            if (
-                last_index == index
-                and order.jobs[index].kind == "tracking"
-                and last.fault in ANSWER_LOST
-            ):
-                findings.duplicate_puts += 1
-                folded = True  # at most one such duplicate per PUT: a third one is kept
-                continue
-        folded = False
-        sequence.append((index, request))
-    labels = [order.jobs[i].label for i, _ in sequence]
-    wanted = [job.label for job in order.jobs]
-    if labels != wanted:
-        detail = [
-            f"{order.jobs[i].label}#{r.seq}({r.fault or r.status})"
-            for i, r in applied  # unfolded, to show what happened
-        ]
-        violation(f"applied writes {detail}, expected {wanted}")
+    fleet = Fleet({**os.environ, "RETRY_MAX_ATTEMPTS": "30"})
+    chaos = Chaos(fleet, *plan.kills) if plan.kills else None
 
-    if invoice_posts != {order.invoice_number: 1}:
-        violation(f"invoicePosts {invoice_posts}, expected {{{order.invoice_number!r}: 1}}")
+    def progress() -> bool:
+        if chaos is None:
+            fleet.check_alive()  # nobody kills workers here: a dead one is a failure
+        else:
+            chaos.check()
+        return all_idle(client, plan.orders)
 
-    # Ordering: job k+1 sends nothing before job k was applied and sent its last request.
-    for k in range(len(order.jobs) - 1):
-        mine = [r for i, r in writes if i == k]
-        first_applied = min((r.applied_at for r in mine if r.applied_at is not None), default=None)
-        last_received = max((r.received_at for r in mine), default=None)
-        for index, request in writes:
-            if index != k + 1:
-                continue
-            label = f"{order.jobs[k + 1].label} #{request.seq}"
-            if first_applied is None or request.received_at < first_applied:
-                violation(f"{label} received before {order.jobs[k].label} was applied")
-            elif last_received is not None and request.received_at < last_received:
-                violation(f"{label} received while {order.jobs[k].label} was still sending")
+    with running(fleet, chaos):
+        produce(plan.orders, plan.rng)
+        wait_for(
+            progress,
+            timeout=plan.deadline,
+            interval=0.1,
+            what=lambda: stuck_report(client, plan.orders) + fleet.logs_hint(),
+        )
+        if chaos is not None:
+            chaos.finish()
+            chaos.check()
+        # A lost message's replacement may still be queued behind its job's end; it is dropped
+        # at its claim: wait for that before calling the queues empty.
+        wait_for(
+            lambda: drained(client),
+            timeout=40,
+            interval=0.1,
+            what=lambda: leftovers(client) + fleet.logs_hint(),
+        )
+        logs = fleet.logs()
+    seconds = time.monotonic() - started
+    sandbox.set_faults(
+        rate_5xx=0, rate_429=0, rate_timeout=0, rate_apply_drop=0, rate_apply_stall=0, latency_ms=0
+    )
+    return Observed(fleet, logs, sandbox.requests(), chaos.kills if chaos else 0, seconds)
 
 
-def check_redis(client: redis.Redis, order: PlannedOrder, findings: Findings) -> Counter[str]:
-    """Every job done and the order idle; returns the order's attempts by outcome.
-
-    ``killed`` counts the tries (claims) that never recorded an outcome: their worker died.
-    """
-    status = order_status(client, order.ref)
-    if (status.state, status.head) != ("idle", 0):
-        findings.violations.append(f"{order.order_id}: order {status.state} head {status.head}")
-    ids = [job.job_id for job in status.jobs]
-    if ids != order.job_ids:
-        findings.violations.append(f"{order.order_id}: jobs {ids}, enqueued {order.job_ids}")
-    outcomes: Counter[str] = Counter()
-    for job in status.jobs:
-        if job.state != "done":
-            findings.violations.append(f"{order.order_id}: {job.kind} job {job.job_id} {job.state}")
-        outcomes.update(attempt.outcome for attempt in job.attempts)
-        # A claim whose worker died before recording an outcome: a try cut by a kill.
-        outcomes["killed"] += max(0, job.tries - len(job.attempts))
-    return outcomes
+def check_run(
+    plan: Plan, observed: Observed, sandbox: SandboxControl, client: redis.Redis
+) -> Verdict:
+    findings, outcomes = check_orders(sandbox, client, plan.orders, observed.requests)
+    strangers = {r.order_id for r in observed.requests} - {o.order_id for o in plan.orders}
+    if strangers:
+        findings.violations.append(
+            f"requests for orders never enqueued: {sorted(map(str, strangers))}"
+        )
+    tracebacks = sum(log.count("Traceback") for log in observed.logs)
+    if tracebacks:
+        findings.violations.append(f"{tracebacks} traceback(s) in the worker logs")
+    faults = Counter(r.fault for r in observed.requests if r.fault is not None)
+    reconciled = sum(log.count(RECONCILED_LOG) for log in observed.logs)
+    return Verdict(findings, outcomes, faults, reconciled)
 
 
-# --- the scenario -----------------------------------------------------------------------------
+def report(plan: Plan, observed: Observed, verdict: Verdict) -> None:
+    """One line of figures; the first violations, and where the logs are if there are any."""
+    test, requests, outcomes = plan.test, observed.requests, verdict.outcomes
+    violations = verdict.findings.violations
+    print(
+        f"[{test}] seed={plan.seed} orders={len(plan.orders)} "
+        f"jobs={sum(len(o.job_ids) for o in plan.orders)} requests={len(requests)} "
+        f"(GET={sum(r.method == 'GET' for r in requests)}) "
+        f"faults={{{', '.join(f'{k}: {verdict.faults[k]}' for k in FAULT_KINDS)}}} "
+        f"kills={observed.kills} tries-cut-by-kills={outcomes['killed']} "
+        f"lease-recoveries={recovered(observed.logs)} retries={outcomes['retryable']} "
+        f"reconciliations={verdict.reconciled} (attempts: {outcomes['reconciled']}) "
+        f"duplicate-PUTs-tolerated={verdict.findings.duplicate_puts} "
+        f"violations={len(violations)} wall={observed.seconds:.1f}s"
+    )
+    for line in violations[:30]:
+        print(f"[{test}] VIOLATION {line}")
+    if violations:
+        print(f"[{test}]{observed.fleet.logs_hint()}")
 
 
 def recovered(logs: Sequence[str]) -> int:
     """How many jobs the sweeps re-dispatched after their lease ran out (from the logs)."""
     return sum(int(n) for log in logs for n in RECOVERED_LOG.findall(log))
-
-
-def seed_for(test: str) -> int:
-    given = os.environ.get(SEED_VARIABLE)
-    seed = int(given) if given else random.SystemRandom().randrange(2**31)
-    print(f"\n[{test}] seed {seed} (replay with {SEED_VARIABLE}={seed})")
-    return seed
 
 
 def scenario(
@@ -465,96 +202,19 @@ def scenario(
     latency_ms: float = 0.0,
     deadline: float,
 ) -> None:
-    seed = seed_for(test)
-    rng = random.Random(seed)
-    started = time.monotonic()
-    orders = plan_orders(rng, orders_count, prefix=f"{test[:4]}{seed % 10000:04d}x")
-    sandbox.set_faults(
-        rate_5xx=0.05,
-        rate_429=0.05,
-        retry_after=0,
-        rate_timeout=0.04,
-        rate_apply_drop=0.05,
-        rate_apply_stall=0.03,
-        stall_seconds=3,  # above VTEX_TIMEOUT=2: the worker gives up first
-        latency_ms=latency_ms,  # applied before the write: more calls in flight at a kill
-    )
-    env = {**os.environ, "RETRY_MAX_ATTEMPTS": "30"}
-    fleet = Fleet(env)
-    chaos = Chaos(fleet, random.Random(rng.randrange(2**32)), kill_gap) if kill_gap else None
-
-    def logs_hint() -> str:
-        return f"\nworker logs: {' '.join(str(w.log_path) for w in fleet.every)}"
-
-    def progress() -> bool:
-        if chaos is None:
-            fleet.check_alive()  # nobody kills workers here: a dead one is a failure
-        else:
-            chaos.check()
-        return all_idle(client, orders)
-
-    with running(fleet, chaos):
-        produce(orders, rng)
-        wait_for(progress, timeout=deadline, interval=0.1,
-                 what=lambda: stuck_report(client, orders) + logs_hint())  # fmt: skip
-        if chaos is not None:
-            chaos.done.set()
-            chaos.join(timeout=60)
-            chaos.check()
-        # A lost message's replacement may still be queued behind its job's end; it is dropped
-        # at its claim: wait for that before calling the queues empty.
-        wait_for(lambda: drained(client), timeout=40, interval=0.1,
-                 what=lambda: leftovers(client) + logs_hint())  # fmt: skip
-        logs = fleet.logs()
-    elapsed = time.monotonic() - started
-
-    sandbox.set_faults(rate_5xx=0, rate_429=0, rate_timeout=0, rate_apply_drop=0,
-                       rate_apply_stall=0, latency_ms=0)  # fmt: skip
-    every_request = sandbox.requests()
-    by_order: dict[str | None, list[RecordedRequest]] = {}
-    for request in every_request:
-        by_order.setdefault(request.order_id, []).append(request)
-    findings = Findings()
-    outcomes: Counter[str] = Counter()
-    for order in orders:
-        posts: dict[str, int] = sandbox.order(order.order_id, ACCOUNT)["invoicePosts"]
-        check_order(order, by_order.get(order.order_id, []), posts, findings)
-        outcomes += check_redis(client, order, findings)
-    strangers = set(by_order) - {order.order_id for order in orders}
-    if strangers:
-        findings.violations.append(
-            f"requests for orders never enqueued: {sorted(map(str, strangers))}"
-        )
-
-    faults = Counter(r.fault for r in every_request if r.fault is not None)
-    reconciled_logged = sum(log.count(RECONCILED_LOG) for log in logs)
-    tracebacks = sum(log.count("Traceback") for log in logs)
-    if tracebacks:
-        findings.violations.append(f"{tracebacks} traceback(s) in the worker logs")
-    print(
-        f"[{test}] seed={seed} orders={len(orders)} jobs={sum(len(o.job_ids) for o in orders)} "
-        f"requests={len(every_request)} "
-        f"(GET={sum(r.method == 'GET' for r in every_request)}) "
-        f"faults={{{', '.join(f'{k}: {faults[k]}' for k in FAULT_KINDS)}}} "
-        f"kills={chaos.kills if chaos else 0} tries-cut-by-kills={outcomes['killed']} "
-        f"lease-recoveries={recovered(logs)} "
-        f"retries={outcomes['retryable']} "
-        f"reconciliations={reconciled_logged} (attempts: {outcomes['reconciled']}) "
-        f"duplicate-PUTs-tolerated={findings.duplicate_puts} "
-        f"violations={len(findings.violations)} wall={elapsed:.1f}s"
-    )
-    for line in findings.violations[:30]:
-        print(f"[{test}] VIOLATION {line}")
-    if findings.violations:
-        print(f"[{test}]{logs_hint()}")
-    assert not findings.violations, (
-        f"seed {seed}: {len(findings.violations)} violation(s), first: {findings.violations[:10]}"
-    )
+    plan = plan_run(test, orders_count, kill_gap, latency_ms, deadline)
+    observed = run_chaos(plan, sandbox, client)
+    verdict = check_run(plan, observed, sandbox, client)
+    report(plan, observed, verdict)
+    seed, violations = plan.seed, verdict.findings.violations
+    assert not violations, f"seed {seed}: {len(violations)} violation(s), first: {violations[:10]}"
     # The run proved something only if every kind of fault happened.
-    assert all(faults[kind] for kind in FAULT_KINDS), f"seed {seed}: faults {dict(faults)}"
-    assert reconciled_logged, f"seed {seed}: no reconciliation happened"
-    assert chaos is None or chaos.kills, f"seed {seed}: no worker was killed"
-    fleet.discard_logs()
+    assert all(verdict.faults[kind] for kind in FAULT_KINDS), (
+        f"seed {seed}: faults {dict(verdict.faults)}"
+    )
+    assert verdict.reconciled, f"seed {seed}: no reconciliation happened"
+    assert plan.kills is None or observed.kills, f"seed {seed}: no worker was killed"
+    observed.fleet.discard_logs()
 
 
 def test_randomised_orders_with_faults(sandbox: SandboxControl, redis_client: redis.Redis) -> None:

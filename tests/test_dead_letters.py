@@ -27,9 +27,12 @@ from worker.app import app
 ACCOUNT = "teststore"
 ORDER = "1172452900788-01"
 INVOICE = {
-    "type": "Output", "issuanceDate": "2024-01-31", "invoiceNumber": "9999",
-    "invoiceValue": "10000", "items": [{"id": "123", "price": 10000, "quantity": 1}],
-}  # fmt: skip
+    "type": "Output",
+    "issuanceDate": "2024-01-31",
+    "invoiceNumber": "9999",
+    "invoiceValue": "10000",
+    "items": [{"id": "123", "price": 10000, "quantity": 1}],
+}
 RETENTION = 3600
 NINE = datetime(2024, 1, 31, 9, 0, tzinfo=UTC)
 TEN = datetime(2024, 1, 31, 10, 0, tzinfo=UTC)
@@ -54,13 +57,19 @@ def ordering(redis_client: redis.Redis) -> Ordering:
 
 
 def invoice(order_id: str = ORDER) -> Job:
-    return Job(kind="invoice", account=ACCOUNT, order_id=order_id, invoice_number="9999",
-               body=INVOICE)  # fmt: skip
+    return Job(
+        kind="invoice", account=ACCOUNT, order_id=order_id, invoice_number="9999", body=INVOICE
+    )
 
 
 def tracking_number(order_id: str = ORDER) -> Job:
-    return Job(kind="tracking-number", account=ACCOUNT, order_id=order_id,
-               invoice_number="9999", body={"trackingNumber": "87658"})  # fmt: skip
+    return Job(
+        kind="tracking-number",
+        account=ACCOUNT,
+        order_id=order_id,
+        invoice_number="9999",
+        body={"trackingNumber": "87658"},
+    )
 
 
 def enqueue(ordering: Ordering, *jobs: Job) -> None:
@@ -123,14 +132,25 @@ class TestList:
         assert listed[0]["orderId"] == "order-early"
         assert listed[0]["kind"] == "invoice"
         assert listed[0]["lastError"] == {
-            "at": "2024-01-31T09:00:00Z", "outcome": "permanent", "status": 400,
+            "at": "2024-01-31T09:00:00Z",
+            "outcome": "permanent",
+            "status": 400,
             "message": "Invalid\ninvoice",
-        }  # fmt: skip
+        }
 
     def test_text_is_an_aligned_table(self, dead_invoice: Job) -> None:
         header, row = run("dlq", "list").stdout.splitlines()
-        assert header.split() == ["JOB", "ID", "ORDER", "KIND", "TRIES", "DIED", "AT", "LAST",
-                                  "ERROR"]  # fmt: skip
+        assert header.split() == [
+            "JOB",
+            "ID",
+            "ORDER",
+            "KIND",
+            "TRIES",
+            "DIED",
+            "AT",
+            "LAST",
+            "ERROR",
+        ]
         assert row.startswith(dead_invoice.job_id)
         assert header.index("ORDER") == row.index(f"{ACCOUNT}/{ORDER}")
         assert header.index("LAST ERROR") == row.index("permanent HTTP 400: Invalid invoice")
@@ -146,8 +166,9 @@ class TestShow:
         assert shown["invoiceNumber"] == "9999"
         assert shown["body"] == INVOICE
         assert [(a["outcome"], a["status"], a["worker"]) for a in shown["attempts"]] == [
-            ("retryable", 503, "w1"), ("permanent", 400, "w1"),
-        ]  # fmt: skip
+            ("retryable", 503, "w1"),
+            ("permanent", 400, "w1"),
+        ]
         assert shown["lastError"]["message"] == "Invalid\ninvoice"
 
     def test_text_block(self, dead_invoice: Job) -> None:
@@ -237,12 +258,18 @@ class TestOrder:
         assert (status["state"], status["head"]) == ("held", 1)
         dead, held = status["jobs"]
         assert (dead["seq"], dead["jobId"], dead["kind"], dead["state"]) == (
-            1, dead_invoice.job_id, "invoice", "dead",
-        )  # fmt: skip
+            1,
+            dead_invoice.job_id,
+            "invoice",
+            "dead",
+        )
         assert len(dead["attempts"]) == 2
         assert (held["seq"], held["kind"], held["state"], held["attempts"]) == (
-            2, "tracking-number", "held", [],
-        )  # fmt: skip
+            2,
+            "tracking-number",
+            "held",
+            [],
+        )
 
     def test_text_table(self, dead_invoice: Job) -> None:
         lines = run("order", ORDER).stdout.splitlines()

@@ -7,8 +7,8 @@ had not yet sent its request must not send it now. VTEX answers slowly (seconds)
 spend long in reconciliation GETs before their writes: the window a late send would hit.
 
 Real Redis, real workers, the sandbox over HTTP, no injected errors: so every applied write
-must be its job's one write, in enqueue order (``tests.test_chaos.check_order``, which
-tolerates a duplicate only after an injected fault, of which there are none here).
+must be its job's one write, in enqueue order (``tests.chaos.check_order``, which tolerates a
+duplicate only after an injected fault, of which there are none here).
 """
 
 import os
@@ -16,28 +16,13 @@ import random
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 
 import redis
 
+from tests import chaos
 from tests.processes import Worker, wait_for
-from tests.test_chaos import (
-    ACCOUNT,
-    Findings,
-    Fleet,
-    all_idle,
-    check_order,
-    check_redis,
-    drained,
-    leftovers,
-    plan_orders,
-    produce,
-    running,
-    seed_for,
-    stuck_report,
-)
-from vtex_relay.sandbox import RecordedRequest, SandboxControl
+from vtex_relay.sandbox import SandboxControl
 
 # conftest: VTEX_TIMEOUT=2, LEASE_SECONDS=11. A freeze outlasts the lease by seconds.
 FREEZE_SECONDS = (12.5, 15.0)
@@ -63,8 +48,9 @@ class Freezer(threading.Thread):
             while not self.done.wait(0.25):
                 self.thaw(expired_only=True)
                 if len(self.frozen) < len(self.workers) - 1 and self.rng.random() < 0.12:
-                    slot = self.rng.choice([i for i in range(len(self.workers))
-                                            if i not in self.frozen])  # fmt: skip
+                    slot = self.rng.choice(
+                        [i for i in range(len(self.workers)) if i not in self.frozen]
+                    )
                     self.signal(slot, signal.SIGSTOP)
                     self.frozen[slot] = time.monotonic() + self.rng.uniform(*FREEZE_SECONDS)
                     self.freezes += 1
@@ -86,27 +72,32 @@ class Freezer(threading.Thread):
 
 
 def test_frozen_workers_never_send_late(sandbox: SandboxControl, redis_client: redis.Redis) -> None:
-    seed = seed_for("freezes")
+    seed = chaos.seed_for("freezes")
     rng = random.Random(seed)
-    orders = plan_orders(rng, 80, prefix=f"frz{seed % 10000:04d}x")
+    orders = chaos.plan_orders(rng, 80, prefix=f"frz{seed % 10000:04d}x")
     # Time-outs (never applied: no duplicate is excused) make jobs uncertain, and an uncertain
     # job's try starts with a GET: more threads are frozen between a claim and a write.
     sandbox.set_faults(latency_ms=LATENCY_MS, rate_timeout=0.15, stall_seconds=3)
-    fleet = Fleet({**os.environ})
+    fleet = chaos.Fleet({**os.environ})
     freezer: Freezer | None = None
     try:
-        with running(fleet):
+        with chaos.running(fleet):
             freezer = Freezer(fleet.slots, random.Random(rng.randrange(2**32)))
             freezer.start()
-            produce(orders, rng)
+            chaos.produce(orders, rng)
             # Keep freezing until every order is through and at least 6 freezes happened.
-            wait_for(lambda: all_idle(redis_client, orders) and freezer.freezes >= 6,
-                     timeout=240, interval=0.2,
-                     what=lambda: stuck_report(redis_client, orders))  # fmt: skip
+            wait_for(
+                lambda: chaos.all_idle(redis_client, orders) and freezer.freezes >= 6,
+                timeout=240,
+                interval=0.2,
+                what=lambda: chaos.stuck_report(redis_client, orders),
+            )
             freezer.done.set()
             freezer.join(timeout=30)
             wait_for(
-                lambda: drained(redis_client), timeout=40, what=lambda: leftovers(redis_client)
+                lambda: chaos.drained(redis_client),
+                timeout=40,
+                what=lambda: chaos.leftovers(redis_client),
             )
             logs = fleet.logs()
     finally:
@@ -116,15 +107,7 @@ def test_frozen_workers_never_send_late(sandbox: SandboxControl, redis_client: r
         sandbox.set_faults(latency_ms=0, rate_timeout=0)
     assert freezer.error is None, freezer.error
 
-    by_order: dict[str | None, list[RecordedRequest]] = {}
-    for request in sandbox.requests():
-        by_order.setdefault(request.order_id, []).append(request)
-    findings = Findings()
-    outcomes: Counter[str] = Counter()
-    for order in orders:
-        posts = sandbox.order(order.order_id, ACCOUNT)["invoicePosts"]
-        check_order(order, by_order.get(order.order_id, []), posts, findings)
-        outcomes += check_redis(redis_client, order, findings)
+    findings, outcomes = chaos.check_orders(sandbox, redis_client, orders, sandbox.requests())
     not_sent = sum(log.count("the job's lease could run out") for log in logs)
     lost = sum(log.count("lease ran out during the call") for log in logs)
     print(

@@ -16,7 +16,7 @@ import httpx
 import redis
 from click.testing import CliRunner
 
-from tests.processes import Worker, wait_for
+from tests.processes import Worker, text, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.cli import cli
@@ -59,7 +59,7 @@ def invoice_posts(sandbox: SandboxControl, order: str) -> dict[str, int] | None:
 
 def order_state(client: redis.Redis, order: str) -> str | None:
     state = client.hget(OrderRef("teststore", order).key("order"), "state")
-    return state.decode() if isinstance(state, bytes) else state
+    return None if state is None else text(state)
 
 
 def assert_in_order(requests: list[RecordedRequest], order: str) -> None:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from config.settings import Settings
 from vtex_relay.errors import ConfigurationError, OmsError, PermanentError, RetryableError
 from vtex_relay.models import Receipt
 from vtex_relay.oms_client import OmsClient
+from vtex_relay.testing import JsonHandler
 
 KEY = "vtexappkey-unit-XYZ"
 TOKEN = "UNIT-TOKEN-d0-not-leak-8c41e6"
@@ -464,23 +465,13 @@ class TestNoCredentialLeak:
         assert all(SECRET not in repr(record.__dict__) for record in caplog.records)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self._answer(200, json.dumps(RECEIPT).encode())
+        self.read_body()
+        self.answer(200, json.dumps(RECEIPT).encode())
 
     def do_GET(self) -> None:
-        self._answer(403, b'{"error": {"message": "Forbidden"}}')
-
-    def _answer(self, status: int, payload: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.answer(403, b'{"error": {"message": "Forbidden"}}')
 
 
 class local_server:

@@ -47,6 +47,7 @@ from vtex_relay.ordering import (
     Enqueued,
     Ordering,
     OrderRef,
+    text,
 )
 
 QUEUE = "test-ordering-model"
@@ -108,10 +109,6 @@ job_specs = st.tuples(
     st.sampled_from(("invoice", *KINDS)),  # invoices twice as often: more of them collide
     st.integers(0, len(INVOICE_BODIES) - 1),
 )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def delivery_tag(raw: bytes | str) -> str:
@@ -192,9 +189,15 @@ class OrderingMachine(RuleBasedStateMachine):
     ) -> None:
         attempt = json.dumps({"n": next(self.counter), "token": token})
         actual = self.ordering.finish(
-            job.ref, job.job_id, token, outcome, attempt, delay=0.0 if due else LONG_DELAY,
-            uncertain=uncertain, retention_seconds=RETENTION,
-        )  # fmt: skip
+            job.ref,
+            job.job_id,
+            token,
+            outcome,
+            attempt,
+            delay=0.0 if due else LONG_DELAY,
+            uncertain=uncertain,
+            retention_seconds=RETENTION,
+        )
         job.attempts += 1  # recorded even when the lease was lost
         expected = job.state == "running" and job.token == token
         assert actual == expected, (job, token, actual)
@@ -221,8 +224,14 @@ class OrderingMachine(RuleBasedStateMachine):
             number = str(body["invoiceNumber"]) if kind == "invoice" else "NF1"
             # Ids are drawn in creation order: a run must replay exactly (no random uuid4).
             job_id = str(uuid.UUID(int=next(self.counter)))
-            job = Job(job_id=job_id, kind=kind, account=account, order_id=order_id,
-                      invoice_number=number, body=body)  # fmt: skip
+            job = Job(
+                job_id=job_id,
+                kind=kind,
+                account=account,
+                order_id=order_id,
+                invoice_number=number,
+                body=body,
+            )
             items.append((job, build_message(APP, job, QUEUE)))
         results = list(self.ordering.enqueue(items, batch=3))  # 2 pipelines for 3 jobs
         assert [job for job, _ in results] == [job for job, _ in items]
@@ -370,7 +379,7 @@ class OrderingMachine(RuleBasedStateMachine):
             pipe.llen(key + ":attempts")
         replies = iter(pipe.execute())
         queue = [delivery_tag(raw) for raw in next(replies)]
-        leases, delayed = ({_text(m) for m in next(replies)} for _ in range(2))
+        leases, delayed = ({text(m) for m in next(replies)} for _ in range(2))
         dead, discarded = (_texts(next(replies)) for _ in range(2))
         orders: dict[OrderRef, dict[str, str]] = {}
         seqs: dict[OrderRef, list[str]] = {}
@@ -386,7 +395,7 @@ class OrderingMachine(RuleBasedStateMachine):
                 pipe.hget(ref.job_key(job_id), "state")
         states = iter(pipe.execute())
         order_states = {
-            ref: [(job_id, _text(next(states))) for job_id in ids] for ref, ids in seqs.items()
+            ref: [(job_id, text(next(states))) for job_id in ids] for ref, ids in seqs.items()
         }
         return Snapshot(queue, leases, delayed, dead, discarded, orders, order_states, jobs)
 
@@ -455,7 +464,7 @@ class Snapshot:
 
 
 def _texts(mapping: Any) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in mapping.items()}
+    return {text(k): text(v) for k, v in mapping.items()}
 
 
 def test_ordering_scripts_follow_the_model(redis_client: "redis.Redis") -> None:
@@ -476,8 +485,9 @@ def test_ordering_scripts_follow_the_model(redis_client: "redis.Redis") -> None:
 
 def test_enqueueing_the_same_job_again_changes_nothing(redis_client: "redis.Redis") -> None:
     ordering = Ordering(redis_client, QUEUE)
-    job = Job(kind="tracking", account="acme", order_id=ORDER_IDS[0], invoice_number="NF1",
-              body={"n": 0})  # fmt: skip
+    job = Job(
+        kind="tracking", account="acme", order_id=ORDER_IDS[0], invoice_number="NF1", body={"n": 0}
+    )
     item = (job, build_message(APP, job, QUEUE))
     assert [result for _, result in ordering.enqueue([item])] == [Enqueued("enqueued", job.job_id)]
     list(ordering.enqueue([item]))  # the same job again: must not touch the first

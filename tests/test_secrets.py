@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.conftest import APP_TOKEN
-from tests.processes import ROOT, Worker, free_port, wait_for
+from tests.processes import ROOT, Worker, free_port, text, wait_for
 from vtex_relay import enqueue_invoice, enqueue_tracking_number
 from vtex_relay.sandbox import SandboxControl
 
@@ -92,8 +92,7 @@ def redis_contents(client: redis.Redis) -> str:
     chunks = []
     for key in client.scan_iter(count=1000):
         kind = client.type(key)
-        name = kind.decode() if isinstance(kind, bytes) else kind
-        chunks.append(f"{key!r} {readers[name](key)!r}")
+        chunks.append(f"{key!r} {readers[text(kind)](key)!r}")
     return "\n".join(chunks)
 
 

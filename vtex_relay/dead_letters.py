@@ -3,7 +3,7 @@
 Reading never changes anything. ``replay`` and ``discard`` change state only through
 ``Ordering.resolve`` (one atomic script), so they are safe to run while workers are running.
 Jobs are found by id through the ``DEAD`` and ``DISCARDED`` hashes, which map a job id to its
-order; a live job is found through its order (``order_jobs``), since its keys are named
+order; a live job is found through its order (``order_status``), since its keys are named
 after the order.
 """
 
@@ -18,7 +18,7 @@ from vtex_relay.errors import JobNotDead, UnknownJob, UnknownOrder
 from vtex_relay.jobs import Attempt
 from vtex_relay.keys import DEAD, DISCARDED
 from vtex_relay.messages import read_message
-from vtex_relay.ordering import Ordering, OrderRef
+from vtex_relay.ordering import Ordering, OrderRef, text
 
 _FAILED = ("retryable", "permanent")
 
@@ -71,7 +71,7 @@ class OrderStatus:
 
 def list_dead(client: "redis.Redis") -> list[JobRecord]:
     """Every dead job, the one that died first first (by its last attempt's time)."""
-    dead = {_text(k): OrderRef.parse(_text(v)) for k, v in client.hgetall(DEAD).items()}
+    dead = {text(k): OrderRef.parse(text(v)) for k, v in client.hgetall(DEAD).items()}
     records = _load(client, dead)
     # Jobs whose record is gone or has no attempt (neither should happen) sort last.
     latest = datetime.max.replace(tzinfo=UTC)
@@ -101,14 +101,10 @@ def discard(ordering: Ordering, client: "redis.Redis", job_id: str) -> OrderRef:
     return _resolve(ordering, client, job_id, "discard")
 
 
-def order_jobs(client: "redis.Redis", ref: OrderRef) -> list[JobRecord]:
-    """The jobs of order *ref* in sequence; a job queued behind a dead head has state "held"."""
-    return order_status(client, ref).jobs
-
-
 def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
-    """The order's state and its jobs in sequence (see ``order_jobs``); else ``UnknownOrder``."""
-    seqs = sorted((int(s), _text(j)) for s, j in client.hgetall(ref.key("seqs")).items())
+    """The order's state and its jobs in sequence (a job queued behind a dead head: "held");
+    else ``UnknownOrder``."""
+    seqs = sorted((int(s), text(j)) for s, j in client.hgetall(ref.key("seqs")).items())
     try:
         raw_order, *replies = _read_order(client, ref, seqs, transaction=True)
     except redis.exceptions.OutOfMemoryError:
@@ -116,7 +112,7 @@ def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
         raw_order, *replies = _read_order(client, ref, seqs, transaction=False)
     if not raw_order:
         raise UnknownOrder(ref.account, ref.order_id)
-    order = {_text(k): _text(v) for k, v in raw_order.items()}
+    order = {text(k): text(v) for k, v in raw_order.items()}
     state = order.get("state", "idle")
     jobs = []
     for index, (seq, job_id) in enumerate(seqs):
@@ -158,7 +154,7 @@ def _locate(client: "redis.Redis", job_id: str) -> OrderRef:
     tag = dead or discarded
     if tag is None:
         raise UnknownJob(job_id)
-    return OrderRef.parse(_text(tag))
+    return OrderRef.parse(text(tag))
 
 
 def _load(client: "redis.Redis", jobs: Mapping[str, OrderRef]) -> list[JobRecord]:
@@ -186,7 +182,7 @@ def _record(
 ) -> JobRecord:
     if not raw_fields:  # expired with its retention: only done jobs expire
         return JobRecord(job_id, ref.account, ref.order_id, "done", seq=seq)
-    fields = {_text(k): _text(v) for k, v in raw_fields.items()}
+    fields = {text(k): text(v) for k, v in raw_fields.items()}
     kwargs: dict[str, Any] = read_message(fields["message"])[1] if "message" in fields else {}
     due_at, enqueued_at = fields.get("due_at"), fields.get("enqueued_at")
     return JobRecord(
@@ -203,7 +199,3 @@ def _record(
         body=kwargs.get("body"),
         attempts=[Attempt.model_validate_json(raw) for raw in raw_attempts],
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -116,6 +116,11 @@ class Swept(NamedTuple):
     replaced: int
 
 
+def text(value: Any) -> str:
+    """A Redis reply as text (redis-py types replies as ``bytes | str``, and gives bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def body_digest(body: dict[str, Any]) -> str:
     """A stable fingerprint of a body, to tell an exact duplicate invoice from a different one."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -171,10 +176,15 @@ class Ordering:
         # The pipelined calls are plain EVALSHAs: redis-py reloads a script only for one call.
         self.client.script_load(self._enqueue.script)
         batches = (
-            (chunk, [["EVALSHA", self._enqueue.sha, len(names), *names, *args]
-                     for names, args in (self._enqueue_call(*pair, latest) for pair in chunk)])
+            (
+                chunk,
+                [
+                    ["EVALSHA", self._enqueue.sha, len(names), *names, *args]
+                    for names, args in (self._enqueue_call(*pair, latest) for pair in chunk)
+                ],
+            )
             for chunk in _chunks(itertools.chain(first, iterator), batch)
-        )  # fmt: skip
+        )
         for chunk, replies in overlapped(self.client, batches, raise_on_error=False):
             yield from (
                 (job, _enqueued(job, r)) for (job, _), r in zip(chunk, replies, strict=True)
@@ -188,10 +198,24 @@ class Ordering:
         mark = fingerprint(job, digest)
         after = latest.get(ref, "")
         latest[ref] = mark
-        names = [ref.key("order"), ref.key("seqs"), ref.job_key(job.job_id), self.queue,
-                ref.key("dedup")]  # fmt: skip
-        args = [ref.tag, job.job_id, job.kind, message, digest, job.invoice_number or "",
-                job.enqueued_at.isoformat(), mark, after]  # fmt: skip
+        names = [
+            ref.key("order"),
+            ref.key("seqs"),
+            ref.job_key(job.job_id),
+            self.queue,
+            ref.key("dedup"),
+        ]
+        args = [
+            ref.tag,
+            job.job_id,
+            job.kind,
+            message,
+            digest,
+            job.invoice_number or "",
+            job.enqueued_at.isoformat(),
+            mark,
+            after,
+        ]
         return names, args
 
     def invoices(self, refs: Sequence[OrderRef]) -> list[tuple[str, str, str, str] | None]:
@@ -202,7 +226,7 @@ class Ordering:
         pipe = self.client.pipeline(transaction=False)
         for ref in refs:
             pipe.hmget(ref.key("order"), ["invoice_job", "invoice_digest", "invoice_number"])
-        rows = [[_text(v) if v is not None else None for v in row] for row in pipe.execute()]
+        rows = [[text(v) if v is not None else None for v in row] for row in pipe.execute()]
         # The state of each invoice job found; an order without one needs no second read.
         for ref, (job_id, *_rest) in zip(refs, rows, strict=True):
             if job_id is not None:
@@ -214,7 +238,7 @@ class Ordering:
                 found.append(None)
                 continue
             state = next(states)
-            state_text = _text(state) if state is not None else "done"
+            state_text = text(state) if state is not None else "done"
             if state_text == "discarded":
                 found.append(None)
             else:
@@ -233,16 +257,23 @@ class Ordering:
         """Take the job for *token* with a lease, if it is ready (or its lease ran out) and
         the account's rate limit (*rate* per second, bursts of *burst*; 0: none) allows."""
         reply = self._claim(
-            keys=[ref.job_key(job_id), LEASES, DELAYED, ref.account_key("rate"),
-                  ref.account_key("pause"), READY, CLAIMED],
+            keys=[
+                ref.job_key(job_id),
+                LEASES,
+                DELAYED,
+                ref.account_key("rate"),
+                ref.account_key("pause"),
+                READY,
+                CLAIMED,
+            ],
             args=[ref.member(job_id), token, lease_seconds, rate, burst],
-        )  # fmt: skip
-        verdict = _text(reply[0])
+        )
+        verdict = text(reply[0])
         if verdict == "run":
-            hold = float(_text(reply[4]))
-            return Claim("run", int(reply[1]), int(reply[2]), _text(reply[3]) == "1", hold=hold)
+            hold = float(text(reply[4]))
+            return Claim("run", int(reply[1]), int(reply[2]), text(reply[3]) == "1", hold=hold)
         if verdict == "wait":
-            return Claim("wait", wait=float(_text(reply[1])))
+            return Claim("wait", wait=float(text(reply[1])))
         return Claim("busy" if verdict == "busy" else "stale")
 
     def finish(
@@ -263,12 +294,29 @@ class Ordering:
         *pause_account* > 0 (a 429's Retry-After) makes every job of the account wait that long.
         """
         reply = self._finish(
-            keys=[ref.job_key(job_id), ref.attempts_key(job_id), LEASES, DELAYED,
-                  DEAD, self.queue, ref.account_key("pause")],
-            args=[ref.tag, job_id, ref.member(job_id), token, decision, attempt, delay,
-                  int(uncertain), retention_seconds, pause_account],
-        )  # fmt: skip
-        return _text(reply) == "ok"
+            keys=[
+                ref.job_key(job_id),
+                ref.attempts_key(job_id),
+                LEASES,
+                DELAYED,
+                DEAD,
+                self.queue,
+                ref.account_key("pause"),
+            ],
+            args=[
+                ref.tag,
+                job_id,
+                ref.member(job_id),
+                token,
+                decision,
+                attempt,
+                delay,
+                int(uncertain),
+                retention_seconds,
+                pause_account,
+            ],
+        )
+        return text(reply) == "ok"
 
     def sweep(self, lost_after: float, limit: int = 2000) -> "Swept":
         """Dispatch due retries and throttled jobs whose slot is near, recover expired leases,
@@ -287,7 +335,7 @@ class Ordering:
             keys=[ref.job_key(job_id), DEAD, DISCARDED, self.queue],
             args=[ref.tag, job_id, action],
         )
-        return None if _text(reply) == "ok" else _text(reply[1])
+        return None if text(reply) == "ok" else text(reply[1])
 
 
 # Redis refuses to start the enqueue script when it is out of memory (a script without the
@@ -309,16 +357,12 @@ def _chunks(items: Iterable[tuple[Job, str]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _enqueued(job: Job, reply: Any) -> Enqueued:
     if isinstance(reply, redis.ResponseError):
         # redis-py drops the error code from an OOM reply's text: put it back.
         oom = "OOM " if isinstance(reply, redis.exceptions.OutOfMemoryError) else ""
         return Enqueued("failed", job.job_id, state=f"{oom}{reply}")
-    parts = [_text(part) for part in reply]
+    parts = [text(part) for part in reply]
     if parts[0] == "conflict":
         return Enqueued("conflict", parts[1], parts[2], parts[3])
     if parts[0] == "skipped":

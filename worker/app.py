@@ -83,7 +83,7 @@ def _redact_logs(logger: logging.Logger, **_: Any) -> None:
 @after_setup_logger.connect
 def _one_line_per_job(**_: Any) -> None:
     # Celery logs "received" and "succeeded" for every task; vtex-relay logs each try's
-    # outcome with its order (tasks/delivery.py). Three lines a job cost ~10% of a worker's
+    # outcome with its order (vtex_relay/delivery.py). Three lines a job cost ~10% of a worker's
     # CPU on the hot path; these two add nothing.
     logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)

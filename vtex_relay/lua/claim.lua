@@ -17,8 +17,8 @@
 -- KEYS: job, leases, delayed, rate, pause, ready, claimed
 -- ARGV: member, token, lease_seconds, rate (per second; 0 = no limit), burst
 -- Returns {"run", seq, tries, uncertain, hold_seconds} | {"wait", seconds} (the job is now
---       "throttled", in the delayed set) | {"busy"}
---       | {"stale", state}
+--       "throttled", in the delayed set) | {"busy"} (its lease runs) | {"stale"} (it is in
+--       no state to run: not ready, or gone); the last two answer a duplicate message
 local jkey, leases, delayed, rate_key, pause_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ready, claimed = KEYS[6], KEYS[7]
 local member, token = ARGV[1], ARGV[2]
@@ -33,7 +33,7 @@ if state == "running" then
   end
   expired = true  -- its holder died mid-call
 elseif state ~= "ready" then
-  return {"stale", state or "gone"}
+  return {"stale"}
 end
 
 -- The message arrived: it is no longer at risk of being lost (common.lua, dispatch).

@@ -1,0 +1,255 @@
+"""One try of a job: claim it, call VTEX (or find that an earlier try landed), decide what
+happens next, record it.
+
+A task message only says "this job may be ready". ``run`` first claims the job in Redis (a
+lease: the "in flight" record); a message for a job that is not ready — a duplicate delivery,
+a restore after a crash — is dropped. Then one try (``decide``):
+
+- if an earlier try may have landed (it timed out, or its worker died), GET order first and
+  count the job as done if VTEX shows it — an invoice is never POSTed twice on a guess;
+- otherwise make the call;
+
+each request leaving only while the lease is sure to outlast the call (else nothing is sent
+and the job is recovered when the lease ends). The outcome is recorded by one script: done
+(the order's next job is dispatched), retry (waits in Redis, not in this worker, until its
+backoff is over), or dead (the order is held for an operator).
+
+Everything here takes its collaborators as arguments — the OMS client, the ordering scripts,
+the settings, the worker's name, the redactor, the logger — so tests drive it in-process
+(an ``httpx.MockTransport`` or the sandbox for VTEX, a real Redis). The Celery tasks
+(``tasks/delivery.py``) hand it the process's own and turn its ``Result`` into what Flower shows.
+"""
+
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from vtex_relay.backoff import retry_delay
+from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError
+from vtex_relay.jobs import Attempt, Job, Outcome
+from vtex_relay.models import Receipt
+from vtex_relay.oms_client import OmsClient
+from vtex_relay.ordering import Claim, Decision, Ordering, OrderRef
+from vtex_relay.reconcile import landed
+from vtex_relay.redaction import Redactor
+from vtex_relay.settings import Settings
+
+HOST = socket.gethostname()
+log = logging.getLogger(__name__)
+
+# Cuts secrets out of a text: a ``Redactor``, or any function of the kind.
+Redact = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Try:
+    """One try: its record (``attempt``) and what happens after it.
+
+    ``decision``: ``done`` (the order moves on), ``retry`` in ``delay`` seconds, or ``dead``.
+    ``pause_account``: seconds every job of the account waits (after a 429; 0: no pause).
+    """
+
+    attempt: Attempt
+    decision: Decision
+    delay: float = 0.0
+    pause_account: float = 0.0
+
+
+# How ``run`` ended: a try recorded (done, retry, dead), or no try recorded: the account must
+# wait (wait), the message was for a job that is not ready (dropped), nothing could be sent
+# before the lease might run out (not-sent), or the lease ran out during the call (lost).
+Ending = Literal["done", "retry", "dead", "wait", "dropped", "not-sent", "lost"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What ``run`` did. ``text`` is its line for Flower: the outcome of a done try, VTEX's
+    answer and when the next try is due for a retry, ``dead: ...`` for a dead job, else why
+    nothing was recorded. ``tried`` is the try, if one was made; ``when``, a retry's due time."""
+
+    ending: Ending
+    text: str
+    tried: Try | None = None
+    when: datetime | None = None
+
+
+def run(
+    job: Job,
+    *,
+    client: OmsClient,
+    ordering: Ordering,
+    settings: Settings,
+    worker: str = HOST,
+    redact: Redact | None = None,
+    logger: logging.Logger = log,
+) -> Result:
+    """Claim *job*, try it once (``decide``), record the outcome; say what happened."""
+    ref = OrderRef.of(job)
+    token = f"{worker}:{uuid.uuid4().hex}"
+    limit = settings.rate_for(job.account)
+    # Taken before the claim, so the lease as this worker counts it never outlasts Redis's.
+    claimed_at = time.monotonic()
+    claim = ordering.claim(ref, job.job_id, token, settings.lease_seconds, limit.rate, limit.burst)
+    if claim.verdict == "wait":
+        logger.debug("%s: waiting %.2fs for the account's rate limit", job.describe(), claim.wait)
+        return Result(
+            "wait", f"waiting {claim.wait:.2f}s for the account's rate limit or 429 pause"
+        )
+    if claim.verdict != "run":
+        logger.info("%s: message dropped, the job is not ready (%s)", job.describe(), claim.verdict)
+        return Result("dropped", f"not run: the job is not ready ({claim.verdict} message)")
+    if claim.hold > 0:
+        time.sleep(claim.hold)  # up to a second, to go out at the job's rate-limit slot
+    send_by = send_deadline(claimed_at, claim, settings)
+    try:
+        tried = decide(
+            job,
+            claim,
+            send_by,
+            client=client,
+            settings=settings,
+            worker=worker,
+            redact=redact,
+            logger=logger,
+        )
+    except LeaseExpired as exc:
+        logger.warning("%s: %s; the job is recovered when its lease ends", job.describe(), exc)
+        return Result("not-sent", f"not sent: {exc}")
+    kept = ordering.finish(
+        ref,
+        job.job_id,
+        token,
+        tried.decision,
+        tried.attempt.model_dump_json(),
+        delay=tried.delay,
+        uncertain=tried.attempt.maybe_applied,
+        retention_seconds=int(settings.job_retention_days * 86400),
+        pause_account=tried.pause_account,
+    )
+    if not kept:
+        logger.warning(
+            "%s: lease ran out during the call; another worker took the job over", job.describe()
+        )
+        return Result(
+            "lost",
+            "outcome not recorded: the lease ran out and another worker took the job over",
+            tried,
+        )
+    return _recorded(tried)
+
+
+def send_deadline(claimed_at: float, claim: Claim, settings: Settings) -> float:
+    """The last moment (``time.monotonic()``) a request of the try may leave: the call must be
+    over before the lease ends (a write and a read, each up to VTEX_TIMEOUT, and a second to
+    spare), or a worker taking the job over could miss this call when it reconciles and send
+    it again. *claimed_at*: taken just before the claim."""
+    return claimed_at + claim.hold + settings.lease_seconds - (2 * settings.vtex_timeout + 1)
+
+
+def decide(
+    job: Job,
+    claim: Claim,
+    send_by: float,
+    *,
+    client: OmsClient,
+    settings: Settings,
+    worker: str = HOST,
+    redact: Redact | None = None,
+    logger: logging.Logger = log,
+) -> Try:
+    """Try *job* once under *claim* and decide what happens after: reconcile first if the claim
+    is uncertain, else make the call. Raises ``LeaseExpired`` (nothing sent) if no request
+    could leave by *send_by*. *redact* (default: the settings' app token cut out) scrubs the
+    attempt's message, which is kept in Redis and shown by ``dlq show`` and Flower."""
+    redact = redact or _redactor(settings)
+    now = datetime.now(UTC)
+    try:
+        if claim.uncertain and landed(client, job, send_by=send_by):
+            logger.info(
+                "%s: already at VTEX (an earlier try landed), not sent again", job.describe()
+            )
+            return Try(Attempt(at=now, outcome="reconciled", worker=worker), "done")
+        receipt = send(client, job, send_by)
+    except RetryableError as exc:
+        attempt = _failed(now, "retryable", exc, worker, redact, maybe_applied=exc.maybe_applied)
+        attempt = attempt.model_copy(update={"retry_after": exc.retry_after})
+        if claim.tries >= settings.retry_max_attempts:
+            logger.error("%s: dead after %d tries: %s", job.describe(), claim.tries, exc)
+            delay = 0.0
+            decision: Decision = "dead"
+        else:
+            delay = retry_delay(
+                claim.tries,
+                settings.retry_backoff_base,
+                settings.retry_backoff_max,
+                exc.retry_after,
+            )
+            logger.warning(
+                "%s: try %d failed (%s); next in %.1fs", job.describe(), claim.tries, exc, delay
+            )
+            decision = "retry"
+        # A 429 is about the account, not this job: every worker holds back its jobs.
+        pause = max(delay, exc.retry_after or 0.0) if exc.status == 429 else 0.0
+        return Try(attempt, decision, delay, pause)
+    except PermanentError as exc:
+        logger.error("%s: refused by VTEX: %s", job.describe(), exc)
+        return Try(_failed(now, "permanent", exc, worker, redact), "dead")
+    logger.info("%s: delivered, receipt %s", job.describe(), receipt.receipt)
+    message = f"receipt {receipt.receipt}" if receipt.receipt else ""
+    return Try(Attempt(at=now, outcome="delivered", message=message, worker=worker), "done")
+
+
+def send(client: OmsClient, job: Job, send_by: float | None = None) -> Receipt:
+    """Make *job*'s call to VTEX; raise ``RetryableError`` or ``PermanentError`` if it fails,
+    ``LeaseExpired`` (nothing sent) if the request could not leave by *send_by*."""
+    if job.kind == "invoice":
+        return client.post_invoice(job.account, job.order_id, job.body, send_by=send_by)
+    assert job.invoice_number is not None
+    if job.kind == "tracking-number":
+        return client.patch_tracking_number(
+            job.account, job.order_id, job.invoice_number, job.body, send_by=send_by
+        )
+    return client.put_tracking(
+        job.account, job.order_id, job.invoice_number, job.body, send_by=send_by
+    )
+
+
+def _recorded(tried: Try) -> Result:
+    attempt = tried.attempt
+    if tried.decision == "done":
+        return Result("done", attempt.outcome, tried)
+    status = f"HTTP {attempt.status}: " if attempt.status is not None else ""
+    if tried.decision == "retry":
+        when = datetime.now(UTC) + timedelta(seconds=tried.delay)
+        due = f"next try at {when.isoformat(timespec='seconds')} (in {tried.delay:.1f}s)"
+        return Result("retry", f"{status}{attempt.message}"[:300] + f"; {due}", tried, when)
+    return Result("dead", f"dead: {status}{attempt.message}"[:300], tried)
+
+
+def _failed(
+    now: datetime,
+    outcome: Outcome,
+    exc: OmsError,
+    worker: str,
+    redact: Redact,
+    *,
+    maybe_applied: bool = False,
+) -> Attempt:
+    return Attempt(
+        at=now,
+        outcome=outcome,
+        status=exc.status,
+        message=redact(exc.message),
+        maybe_applied=maybe_applied,
+        worker=worker,
+    )
+
+
+def _redactor(settings: Settings) -> Redactor:
+    token = settings.vtex_app_token
+    return Redactor([token.get_secret_value()] if token else [])
