@@ -37,6 +37,7 @@ os.environ.update(
 )
 
 from vtex_relay.sandbox import SandboxControl  # noqa: E402 - after the settings are set
+from vtex_relay.settings import get_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +81,12 @@ def worker(redis_client: redis.Redis, sandbox: SandboxControl) -> Iterator[Worke
     process = Worker(dict(os.environ), "w1").start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """The environment to change; the settings are read again from it, and after the test."""
+    get_settings.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -5,13 +5,12 @@ every boundary keeps the account in lower case, and Redis is checked for the key
 """
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from config import Settings, get_settings
+from config import Settings
 from tests.processes import text
 from vtex_relay import enqueue_invoice, keys
 from vtex_relay.cli import cli
@@ -97,20 +96,11 @@ def test_settings_keep_accounts_in_lower_case() -> None:
     assert settings.rate_for("otherstore").rate == settings.vtex_rate_limit
 
 
-@pytest.fixture
-def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """The environment to change; the settings are read again from it, and after the test."""
-    get_settings.cache_clear()
-    yield monkeypatch
-    monkeypatch.undo()
-    get_settings.cache_clear()
-
-
 def test_the_same_account_twice_in_the_rates_is_one_line(
-    redis_client: redis.Redis, fresh_settings: pytest.MonkeyPatch
+    redis_client: redis.Redis, settings_env: pytest.MonkeyPatch
 ) -> None:
     rates = '{"MyStore": {"rate": 5}, "mystore": {"rate": 50}}'
-    fresh_settings.setenv("VTEX_ACCOUNT_RATES", rates)
+    settings_env.setenv("VTEX_ACCOUNT_RATES", rates)
     result = run("enqueue", "invoice", "o-1", "-", stdin=json.dumps(INVOICE))
     assert result.exit_code == 2
     assert result.stderr == (
@@ -121,9 +111,9 @@ def test_the_same_account_twice_in_the_rates_is_one_line(
 
 
 def test_the_default_account_from_the_environment_is_lower_cased(
-    redis_client: redis.Redis, fresh_settings: pytest.MonkeyPatch
+    redis_client: redis.Redis, settings_env: pytest.MonkeyPatch
 ) -> None:
-    fresh_settings.setenv("VTEX_ACCOUNT", "TestStore")
+    settings_env.setenv("VTEX_ACCOUNT", "TestStore")
     result = run("enqueue", "invoice", "o-env", "-", stdin=json.dumps(INVOICE))
     assert result.exit_code == 0, result.output
     assert order_keys(redis_client) == {_tag_of("teststore", "o-env")}

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,15 +60,6 @@ def refused(result: Result, *expected: str) -> None:
         assert text in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """The environment to change; the settings are read again from it, and after the test."""
-    get_settings.cache_clear()
-    yield monkeypatch
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 class TestBody:
@@ -132,9 +122,9 @@ class TestBody:
         assert redis_client.dbsize() == 0
 
     def test_the_limit_is_the_utf8_size_of_compact_json(
-        self, redis_client: redis.Redis, env: pytest.MonkeyPatch
+        self, redis_client: redis.Redis, settings_env: pytest.MonkeyPatch
     ) -> None:
-        env.setenv("MAX_BODY_BYTES", "2000")
+        settings_env.setenv("MAX_BODY_BYTES", "2000")
         rest = 2000 - len(json.dumps({**INVOICE, "embeddedInvoice": ""}, separators=(",", ":")))
         xml = "é" * (rest // 2) + "x" * (rest % 2)  # "é" is two bytes in UTF-8
         fitting = {**INVOICE, "embeddedInvoice": xml}
@@ -190,9 +180,9 @@ class TestBatch:
         assert redis_client.dbsize() == 0
 
     def test_a_line_too_long_to_read_and_the_lines_after_it(
-        self, redis_client: redis.Redis, env: pytest.MonkeyPatch, tmp_path: Path
+        self, redis_client: redis.Redis, settings_env: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        env.setenv("MAX_BODY_BYTES", "2000")  # lines of up to 8,000 bytes are read
+        settings_env.setenv("MAX_BODY_BYTES", "2000")  # lines of up to 8,000 bytes are read
         padded = self.good(1)
         padded += b" " * (8000 - len(padded))  # JSON allows the spaces; the line is at the limit
         path = self.write(tmp_path, padded, padded + b" ", b"\xff", b"x" * 100_000, self.good(5))
@@ -252,9 +242,9 @@ class TestPythonApi:
         assert len(str(raised.value)) < 200
 
     def test_the_api_applies_max_body_bytes(
-        self, redis_client: redis.Redis, env: pytest.MonkeyPatch
+        self, redis_client: redis.Redis, settings_env: pytest.MonkeyPatch
     ) -> None:
-        env.setenv("MAX_BODY_BYTES", "100")
+        settings_env.setenv("MAX_BODY_BYTES", "100")
         event = {"city": "Rio", "state": "RJ", "description": "x" * 100, "date": "2024-01-31"}
         with pytest.raises(InvalidJob, match=r"^body: is \d+ bytes as JSON, more than "):
             enqueue_tracking("o-1", "NF-1", {**TRACKING, "events": [event]})
@@ -275,20 +265,20 @@ class TestSettings:
         ],
     )
     def test_malformed_account_rates_are_one_line(
-        self, redis_client: redis.Redis, env: pytest.MonkeyPatch, rates: str, message: str
+        self, redis_client: redis.Redis, settings_env: pytest.MonkeyPatch, rates: str, message: str
     ) -> None:
-        env.setenv("VTEX_ACCOUNT_RATES", rates)
+        settings_env.setenv("VTEX_ACCOUNT_RATES", rates)
         result = run("enqueue", "tracking", "o-1", "NF-1", stdin=json.dumps(TRACKING))
         refused(result, f"vtex-relay: invalid setting VTEX_ACCOUNT_RATES: {message}")
         assert result.stderr.count("\n") == 1
         assert redis_client.dbsize() == 0
 
-    def test_account_rates_keep_working(self, env: pytest.MonkeyPatch) -> None:
-        env.setenv("VTEX_ACCOUNT_RATES", '{"mystore": {"rate": 50, "burst": 5}}')
+    def test_account_rates_keep_working(self, settings_env: pytest.MonkeyPatch) -> None:
+        settings_env.setenv("VTEX_ACCOUNT_RATES", '{"mystore": {"rate": 50, "burst": 5}}')
         assert get_settings().rate_for("mystore").rate == 50
         assert get_settings().rate_for("mystore").burst == 5
         get_settings.cache_clear()
-        env.setenv("VTEX_ACCOUNT_RATES", "")
+        settings_env.setenv("VTEX_ACCOUNT_RATES", "")
         assert get_settings().vtex_account_rates == {}
 
     @pytest.mark.parametrize(
@@ -303,9 +293,9 @@ class TestSettings:
         ],
     )
     def test_a_credential_with_whitespace_or_control_characters(
-        self, redis_client: redis.Redis, env: pytest.MonkeyPatch, name: str, value: str
+        self, redis_client: redis.Redis, settings_env: pytest.MonkeyPatch, name: str, value: str
     ) -> None:
-        env.setenv(name, value)
+        settings_env.setenv(name, value)
         result = run("enqueue", "invoice", "o-1", stdin=json.dumps(INVOICE))
         refused(result, f"vtex-relay: invalid setting {name}: has ")
         assert result.stderr.count("\n") == 1
