@@ -34,10 +34,9 @@ import redis
 from tests.processes import Worker
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.dead_letters import order_status
-from vtex_relay.keys import DEAD, DELAYED, LEASES
+from vtex_relay.keys import DEAD, DELAYED, LEASES, OrderRef, text
 from vtex_relay.messages import QUEUE
 from vtex_relay.models import Kind
-from vtex_relay.ordering import OrderRef, text
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
 from vtex_relay.testing import start_workers, stop_all
 

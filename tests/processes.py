@@ -6,7 +6,7 @@ Nothing here sleeps to synchronise: every wait polls a condition until a deadlin
 from pathlib import Path
 
 from vtex_relay import testing
-from vtex_relay.ordering import text
+from vtex_relay.keys import text
 from vtex_relay.testing import RedisServer, free_port, wait_for
 
 __all__ = ["ROOT", "RedisServer", "Worker", "free_port", "text", "wait_for"]

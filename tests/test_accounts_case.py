@@ -15,7 +15,7 @@ from tests.processes import text
 from vtex_relay import enqueue_invoice, keys
 from vtex_relay.cli import cli
 from vtex_relay.errors import InvoiceConflict
-from vtex_relay.ordering import OrderRef
+from vtex_relay.keys import OrderRef
 
 INVOICE = {
     "type": "Output",

@@ -31,8 +31,8 @@ from vtex_relay import enqueue_tracking
 from vtex_relay.cli import cli
 from vtex_relay.dead_letters import order_status
 from vtex_relay.errors import QueueUnavailable, UnknownOrder
+from vtex_relay.keys import OrderRef
 from vtex_relay.messages import QUEUE, read_message
-from vtex_relay.ordering import OrderRef
 from vtex_relay.producer import build_job
 
 JOBS_PER_ORDER = 5

@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 
 from tests.processes import ROOT, free_port, text
 from vtex_relay.cli import cli
+from vtex_relay.keys import OrderRef
 from vtex_relay.messages import QUEUE
-from vtex_relay.ordering import OrderRef
 
 EXAMPLES = ROOT / "examples"
 INVOICE = json.loads((EXAMPLES / "invoice.json").read_text())

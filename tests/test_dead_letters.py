@@ -18,10 +18,10 @@ from click.testing import CliRunner, Result
 from config import get_settings
 from tests.processes import free_port
 from vtex_relay.jobs import Attempt, Job
-from vtex_relay.keys import DEAD, DISCARDED
+from vtex_relay.keys import DEAD, DISCARDED, OrderRef
 from vtex_relay.messages import QUEUE, build_message, read_message
 from vtex_relay.operator_cli import dlq, order
-from vtex_relay.ordering import Decision, Ordering, OrderRef
+from vtex_relay.ordering import Decision, Ordering
 from worker.app import app
 
 ACCOUNT = "teststore"

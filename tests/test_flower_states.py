@@ -21,8 +21,8 @@ from celery.events.state import State, Task
 from tests.processes import Worker, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking_number
+from vtex_relay.keys import OrderRef
 from vtex_relay.messages import QUEUE
-from vtex_relay.ordering import OrderRef
 from vtex_relay.sandbox import SandboxControl
 from worker.app import app
 

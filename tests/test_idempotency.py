@@ -24,8 +24,8 @@ from vtex_relay.connections import ordering
 from vtex_relay.dead_letters import discard
 from vtex_relay.errors import InvalidJob, InvoiceConflict
 from vtex_relay.jobs import Attempt
+from vtex_relay.keys import OrderRef
 from vtex_relay.messages import QUEUE, read_message
-from vtex_relay.ordering import OrderRef
 from vtex_relay.sandbox import SandboxControl
 
 ORDER = "o-1"

@@ -14,8 +14,8 @@ from tests.processes import text
 from vtex_relay import enqueue_invoice, enqueue_tracking_number
 from vtex_relay.cli import cli
 from vtex_relay.errors import InvoiceConflict
+from vtex_relay.keys import OrderRef
 from vtex_relay.messages import QUEUE
-from vtex_relay.ordering import OrderRef
 
 ORDER = "o-1"
 INVOICE: dict[str, Any] = {

@@ -38,17 +38,10 @@ from hypothesis.stateful import (
 )
 
 from vtex_relay.jobs import Job
-from vtex_relay.keys import DEAD, DELAYED, DISCARDED, LEASES
+from vtex_relay.keys import DEAD, DELAYED, DISCARDED, LEASES, OrderRef, text
 from vtex_relay.messages import build_message, read_message
 from vtex_relay.models import Kind
-from vtex_relay.ordering import (
-    Claim,
-    Decision,
-    Enqueued,
-    Ordering,
-    OrderRef,
-    text,
-)
+from vtex_relay.ordering import Claim, Decision, Enqueued, Ordering
 
 QUEUE = "test-ordering-model"
 ACCOUNTS = ("acme", "globex")

@@ -8,8 +8,9 @@ import redis
 from celery import Celery
 
 from vtex_relay.jobs import Job
+from vtex_relay.keys import OrderRef
 from vtex_relay.messages import build_message, read_message
-from vtex_relay.ordering import Enqueued, Ordering, OrderRef
+from vtex_relay.ordering import Enqueued, Ordering
 from vtex_relay.pipelining import Command, overlapped
 
 QUEUE = "test-pipelining"

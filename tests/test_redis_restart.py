@@ -14,7 +14,7 @@ from tests.processes import RedisServer, Worker, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice
 from vtex_relay.errors import QueueUnavailable
-from vtex_relay.ordering import OrderRef
+from vtex_relay.keys import OrderRef
 from vtex_relay.sandbox import SandboxControl
 
 

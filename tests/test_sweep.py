@@ -4,8 +4,9 @@ import redis
 from celery import Celery
 
 from vtex_relay.jobs import Job
+from vtex_relay.keys import OrderRef
 from vtex_relay.messages import build_message, read_message
-from vtex_relay.ordering import Ordering, OrderRef
+from vtex_relay.ordering import Ordering
 
 QUEUE = "test-sweep"
 APP = Celery("test-sweep")

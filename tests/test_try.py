@@ -24,10 +24,10 @@ from vtex_relay import delivery
 from vtex_relay.delivery import Result, Try, decide, run
 from vtex_relay.errors import JobDead, LeaseExpired, RetryableError
 from vtex_relay.jobs import Attempt, Job
-from vtex_relay.keys import DEAD, LEASES
+from vtex_relay.keys import DEAD, LEASES, OrderRef, text
 from vtex_relay.messages import build_message, message_app, read_message
 from vtex_relay.oms_client import OmsClient
-from vtex_relay.ordering import Claim, Ordering, OrderRef, text
+from vtex_relay.ordering import Claim, Ordering
 from vtex_relay.producer import build_job
 from vtex_relay.redaction import Redactor
 from vtex_relay.sandbox import SandboxControl

@@ -13,9 +13,10 @@ from redis.exceptions import RedisError
 
 from vtex_relay import connections
 from vtex_relay.errors import FieldError, InvalidJob, QueueUnavailable
+from vtex_relay.identity import body_digest
 from vtex_relay.jobs import Job
+from vtex_relay.keys import OrderRef
 from vtex_relay.models import parse_json
-from vtex_relay.ordering import OrderRef, body_digest
 from vtex_relay.producer import (
     build_job,
     idempotency_key_errors,

@@ -16,9 +16,9 @@ import redis
 
 from vtex_relay.errors import JobNotDead, UnknownJob, UnknownOrder
 from vtex_relay.jobs import Attempt
-from vtex_relay.keys import DEAD, DISCARDED
+from vtex_relay.keys import DEAD, DISCARDED, OrderRef, text
 from vtex_relay.messages import read_message
-from vtex_relay.ordering import Ordering, OrderRef, text
+from vtex_relay.ordering import Ordering
 
 _FAILED = ("retryable", "permanent")
 

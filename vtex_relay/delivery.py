@@ -32,9 +32,10 @@ from typing import Literal
 from vtex_relay.backoff import retry_delay
 from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError
 from vtex_relay.jobs import Attempt, Job, Outcome
+from vtex_relay.keys import OrderRef
 from vtex_relay.models import Receipt
 from vtex_relay.oms_client import OmsClient
-from vtex_relay.ordering import Claim, Decision, Ordering, OrderRef
+from vtex_relay.ordering import Claim, Decision, Ordering
 from vtex_relay.reconcile import landed
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings

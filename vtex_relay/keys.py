@@ -19,9 +19,14 @@ key                                    type     holds
 =====================================  =======  ===============================================
 
 An order's keys share the hash tag ``{ACCOUNT:ORDER}`` (its *tag*). Python builds keys with the
-functions below (``ordering.OrderRef`` calls them); the Lua scripts with the functions of
-``LUA``, written from the same names and prepended to every script.
+functions below, mostly through ``OrderRef``; the Lua scripts with the functions of ``LUA``,
+written from the same names and prepended to every script.
 """
+
+from dataclasses import dataclass
+from typing import Any
+
+from vtex_relay.jobs import Job
 
 PREFIX = "vr"
 
@@ -52,6 +57,50 @@ def attempts(tag: str, job_id: str) -> str:
 def account(name: str, what: str) -> str:
     """A key of account *name*: ``rate`` (its token bucket) or ``pause`` (its 429 pause)."""
     return f"{PREFIX}:account:{name}:{what}"
+
+
+@dataclass(frozen=True)
+class OrderRef:
+    """An order, as (account, orderId); ``tag`` is the hash tag its keys share."""
+
+    account: str
+    order_id: str
+
+    @classmethod
+    def of(cls, job: Job) -> "OrderRef":
+        return cls(job.account, job.order_id)
+
+    @classmethod
+    def parse(cls, tag: str) -> "OrderRef":
+        account, _, order_id = tag.partition(":")
+        return cls(account, order_id)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.account}:{self.order_id}"
+
+    def key(self, name: str) -> str:
+        """A key of the order: ``order``, ``seqs`` or ``dedup`` (``vtex_relay.keys``)."""
+        return order(self.tag, name)
+
+    def job_key(self, job_id: str) -> str:
+        return job(self.tag, job_id)
+
+    def attempts_key(self, job_id: str) -> str:
+        return attempts(self.tag, job_id)
+
+    def account_key(self, name: str) -> str:
+        """A key of the order's account: its rate-limit bucket, its 429 pause."""
+        return account(self.account, name)
+
+    def member(self, job_id: str) -> str:
+        """How a job is named in the global sorted sets (delayed retries, leases)."""
+        return f"{self.tag} {job_id}"
+
+
+def text(value: Any) -> str:
+    """A Redis reply as text (redis-py types replies as ``bytes | str``, and gives bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 LUA = f"""

@@ -21,7 +21,8 @@ from vtex_relay.dead_letters import JobRecord
 from vtex_relay.errors import JobNotDead, QueueUnavailable, UnknownJob, UnknownOrder
 from vtex_relay.identifiers import check_account, check_order_id
 from vtex_relay.jobs import Attempt
-from vtex_relay.ordering import Ordering, OrderRef
+from vtex_relay.keys import OrderRef
+from vtex_relay.ordering import Ordering
 from vtex_relay.settings import get_settings
 
 # A table cell longer than this is cut: the whole text is in `dlq show` and `--json`.

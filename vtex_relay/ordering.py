@@ -11,11 +11,8 @@ Guarantees (see docs/delivery.md for the states and why each crash point is safe
   calls leaves a state that the next call (or the sweep) carries on from.
 """
 
-import hashlib
 import itertools
-import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, NamedTuple
 
@@ -23,49 +20,11 @@ import redis
 from redis.commands.core import Script
 
 from vtex_relay import keys
+from vtex_relay.identity import body_digest, fingerprint
 from vtex_relay.jobs import Job
-from vtex_relay.keys import CLAIMED, DEAD, DELAYED, DISCARDED, LEASES, READY
+from vtex_relay.keys import CLAIMED, DEAD, DELAYED, DISCARDED, LEASES, READY, OrderRef, text
 from vtex_relay.messages import QUEUE
 from vtex_relay.pipelining import overlapped
-
-
-@dataclass(frozen=True)
-class OrderRef:
-    """An order, as (account, orderId); ``tag`` is the hash tag its keys share."""
-
-    account: str
-    order_id: str
-
-    @classmethod
-    def of(cls, job: Job) -> "OrderRef":
-        return cls(job.account, job.order_id)
-
-    @classmethod
-    def parse(cls, tag: str) -> "OrderRef":
-        account, _, order_id = tag.partition(":")
-        return cls(account, order_id)
-
-    @property
-    def tag(self) -> str:
-        return f"{self.account}:{self.order_id}"
-
-    def key(self, name: str) -> str:
-        """A key of the order: ``order``, ``seqs`` or ``dedup`` (``vtex_relay.keys``)."""
-        return keys.order(self.tag, name)
-
-    def job_key(self, job_id: str) -> str:
-        return keys.job(self.tag, job_id)
-
-    def attempts_key(self, job_id: str) -> str:
-        return keys.attempts(self.tag, job_id)
-
-    def account_key(self, name: str) -> str:
-        """A key of the order's account: its rate-limit bucket, its 429 pause."""
-        return keys.account(self.account, name)
-
-    def member(self, job_id: str) -> str:
-        """How a job is named in the global sorted sets (delayed retries, leases)."""
-        return f"{self.tag} {job_id}"
 
 
 class Enqueued(NamedTuple):
@@ -114,26 +73,6 @@ class Swept(NamedTuple):
     released: int
     recovered: int
     replaced: int
-
-
-def text(value: Any) -> str:
-    """A Redis reply as text (redis-py types replies as ``bytes | str``, and gives bytes)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def body_digest(body: dict[str, Any]) -> str:
-    """A stable fingerprint of a body, to tell an exact duplicate invoice from a different one."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def fingerprint(job: Job, digest: str = "") -> str:
-    """What makes two jobs of an order the same job: the producer's idempotency key if it gave
-    one, else kind, invoice number and body (*digest*: the body's, if already computed)."""
-    if job.idempotency_key is not None:
-        return "key:" + job.idempotency_key
-    content = f"{job.kind}\0{job.invoice_number or ''}\0{digest or body_digest(job.body)}"
-    return hashlib.blake2b(content.encode(), digest_size=16).hexdigest()
 
 
 class Ordering:
