@@ -17,12 +17,18 @@ from vtex_relay.sandbox import SandboxControl
 # Calls are sent at their slots; on a busy 2-core machine a send can still slip by a few
 # milliseconds into the next second, which matters less the lower the rate.
 RATE, BURST = 20, 4
+PAUSE = 3  # VTEX_429_PAUSE, low for the test (default: a minute)
 
 
 @pytest.fixture
 def workers(sandbox: SandboxControl, redis_client: object) -> Iterator[Callable[[], None]]:
     """Starts four worker processes when called (so a test can enqueue first)."""
-    env = {**os.environ, "VTEX_RATE_LIMIT": str(RATE), "VTEX_RATE_BURST": str(BURST)}
+    env = {
+        **os.environ,
+        "VTEX_RATE_LIMIT": str(RATE),
+        "VTEX_RATE_BURST": str(BURST),
+        "VTEX_429_PAUSE": str(PAUSE),
+    }
     started: list[Worker] = []
 
     def start() -> None:
@@ -77,3 +83,25 @@ def test_a_429_pauses_the_whole_account_and_only_it(
     first = min(r.received_at for r in paused)
     assert first >= throttled.received_at + 2 - 0.05, "a job of the paused account ran early"
     assert time.time() - throttled.received_at < 15
+
+
+def test_a_429_without_retry_after_pauses_the_account_for_vtex_429_pause(
+    sandbox: SandboxControl, workers: Callable[[], None]
+) -> None:
+    workers()
+    sandbox.set_faults(fail_orders={"o-throttled": 429}, retry_after=None)
+    enqueue_invoice("o-throttled", invoice("NF-t"))
+    [throttled] = wait_for(
+        lambda: sandbox.requests(order_id="o-throttled"), timeout=15, what="the 429"
+    )
+    assert throttled.status == 429
+    sandbox.set_faults(fail_orders={})
+    enqueue_invoice("o-same-account", invoice("NF-a"))
+    wait_for(
+        lambda: len(sandbox.requests(account="teststore")) >= 3,
+        timeout=20,
+        what="both jobs of the paused account delivered",
+    )
+    later = [r for r in sandbox.requests(account="teststore") if r.seq != throttled.seq]
+    first = min(r.received_at for r in later)
+    assert first >= throttled.received_at + PAUSE - 0.05, "the account was not paused"

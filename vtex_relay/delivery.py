@@ -194,8 +194,10 @@ def decide(
                 "%s: try %d failed (%s); next in %.1fs", job.describe(), claim.tries, exc, delay
             )
             decision = "retry"
-        # A 429 is about the account, not this job: every worker holds back its jobs.
-        pause = max(delay, exc.retry_after or 0.0) if exc.status == 429 else 0.0
+        # A 429 is about the account, not this job: every worker holds back its jobs, for its
+        # Retry-After or, without one, VTEX's advice of about a minute (VTEX_429_PAUSE).
+        asked = settings.vtex_429_pause if exc.retry_after is None else exc.retry_after
+        pause = max(delay, asked) if exc.status == 429 else 0.0
         return Try(attempt, decision, delay, pause)
     except PermanentError as exc:
         logger.error("%s: refused by VTEX: %s", job.describe(), exc)

@@ -10,11 +10,12 @@ vtex-relay; a body may be at most ``MAX_BODY_BYTES``.
 
 import string
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -32,11 +33,24 @@ DEFAULT_BASE_URL = "https://{account}.{environment}.com.br"
 Account = Annotated[str, AfterValidator(check_account)]
 
 
-class AccountRate(BaseModel):
-    """One account's own limit, overriding VTEX_RATE_LIMIT / VTEX_RATE_BURST."""
+class AccountSettings(BaseModel):
+    """One account's own settings (``VTEX_ACCOUNTS``); a key left out takes the global one.
 
-    rate: float = Field(ge=0)
-    burst: float = Field(default=0.0, ge=0)
+    ``rate``/``burst`` override ``VTEX_RATE_LIMIT``/``VTEX_RATE_BURST`` (an own rate without
+    a burst has none). Unknown keys are refused by name, so a typo is not silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: float | None = Field(default=None, ge=0)
+    burst: float | None = Field(default=None, ge=0)
+
+
+class Rate(NamedTuple):
+    """An account's rate limit (requests per second; 0: none) and burst."""
+
+    rate: float
+    burst: float
 
 
 class Settings(BaseSettings):
@@ -63,8 +77,11 @@ class Settings(BaseSettings):
     task_events: bool = False  # Flower turns events on while it watches
     vtex_rate_limit: float = Field(default=100.0, ge=0)
     vtex_rate_burst: float = Field(default=10.0, ge=0)
-    # Parsed by _rates_json, not by pydantic-settings: its JSON errors are not ValidationErrors.
-    vtex_account_rates: Annotated[dict[Account, AccountRate], NoDecode] = {}
+    # Parsed by _accounts_json, not by pydantic-settings: its JSON errors are not
+    # ValidationErrors. VTEX_ACCOUNT_RATES is the older name of VTEX_ACCOUNTS (rates only).
+    vtex_accounts: Annotated[dict[Account, AccountSettings], NoDecode] = {}
+    vtex_account_rates: Annotated[dict[Account, AccountSettings], NoDecode] = {}
+    vtex_429_pause: float = Field(default=60.0, ge=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 
     @field_validator("redis_url")
@@ -91,9 +108,9 @@ class Settings(BaseSettings):
                 )
         return value
 
-    @field_validator("vtex_account_rates", mode="before")
+    @field_validator("vtex_accounts", "vtex_account_rates", mode="before")
     @classmethod
-    def _rates_json(cls, value: object) -> object:
+    def _accounts_json(cls, value: object) -> object:
         if isinstance(value, str | bytes):
             # Its ValueError says what is wrong in one line; an empty value means no overrides.
             value = parse_json(value) if value.strip() else {}
@@ -127,6 +144,16 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _each_account_once(self) -> "Settings":
+        both = sorted(self.vtex_accounts.keys() & self.vtex_account_rates.keys())
+        if both:
+            raise ValueError(
+                f"account {both[0]!r} is in both VTEX_ACCOUNTS and VTEX_ACCOUNT_RATES; give it "
+                "once, in VTEX_ACCOUNTS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _lease_outlives_a_call(self) -> "Settings":
         # A lease that can run out while its call is still going would let a second worker
         # start the same job; an httpx call can take up to about three timeouts.
@@ -142,11 +169,19 @@ class Settings(BaseSettings):
         template = self.vtex_base_url or DEFAULT_BASE_URL
         return template.format(account=account, environment=self.vtex_environment)
 
-    def rate_for(self, account: str) -> AccountRate:
-        """The rate limit (requests per second; 0: none) and burst of *account*'s calls."""
+    def account(self, name: str) -> AccountSettings:
+        """*name*'s own settings (all None when it has none)."""
         # Lower-cased again for jobs enqueued before accounts were normalised.
-        own = self.vtex_account_rates.get(account.lower())
-        return own or AccountRate(rate=self.vtex_rate_limit, burst=self.vtex_rate_burst)
+        name = name.lower()
+        return self.vtex_accounts.get(name) or self.vtex_account_rates.get(name) or _NO_OWN
+
+    def rate_for(self, account: str) -> Rate:
+        """The rate limit (requests per second; 0: none) and burst of *account*'s calls."""
+        own = self.account(account)
+        if own.rate is None:
+            burst = self.vtex_rate_burst if own.burst is None else own.burst
+            return Rate(self.vtex_rate_limit, burst)
+        return Rate(own.rate, own.burst or 0.0)
 
     def input_limit(self) -> int:
         """The most bytes read for one body or batch line before it is refused unparsed.
@@ -171,6 +206,9 @@ class Settings(BaseSettings):
         return self.vtex_app_key, self.vtex_app_token
 
 
+_NO_OWN = AccountSettings()
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, built on first use.
@@ -185,7 +223,7 @@ def get_settings() -> Settings:
         if not first["loc"]:  # a rule across settings: its message names them
             raise ConfigurationError(f"invalid settings: {message}") from None
         name, *inner = (str(part) for part in first["loc"])
-        if inner:  # inside VTEX_ACCOUNT_RATES: which account, which field
+        if inner:  # inside VTEX_ACCOUNTS: which account, which field
             message = f"{'.'.join(inner)[:100]}: {message}"
         raise ConfigurationError(f"invalid setting {name.upper()}: {message}") from None
     except SettingsError as exc:  # a source that could not be read; the text names the field

@@ -158,7 +158,7 @@ def _refusal(
     if not _authorised(request, sb.config):
         return _error(401, "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken required")
     if decision.fault is Fault.THROTTLE:
-        return _error(429, "Too Many Requests", **{"Retry-After": str(sb.faults.retry_after)})
+        return _error(429, "Too Many Requests", **_retry_after(sb))
     if decision.fault is Fault.UNAVAILABLE:
         return _error(503, "Service Unavailable")
     if decision.fault is Fault.TIMEOUT or kind is None:
@@ -173,10 +173,15 @@ def _refusal(
         return _error(400, f"Invalid request body: {exc}")
     if decision.fail_status is not None:
         message = f"Order {request.match_info['orderId']} refused by the sandbox (fail_orders)"
-        throttled = decision.fail_status == 429
-        headers = {"Retry-After": str(sb.faults.retry_after)} if throttled else {}
+        headers = _retry_after(sb) if decision.fail_status == 429 else {}
         return _error(decision.fail_status, message, **headers)
     return None
+
+
+def _retry_after(sb: _Sandbox) -> dict[str, str]:
+    """A 429's Retry-After header, unless the faults say to leave it out (as VTEX may)."""
+    seconds = sb.faults.retry_after
+    return {} if seconds is None else {"Retry-After": str(seconds)}
 
 
 def _apply(

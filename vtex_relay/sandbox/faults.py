@@ -26,7 +26,9 @@ class Faults(BaseModel):
 
     latency_ms: float = Field(default=0.0, ge=0.0, description="added to every OMS request")
     rate_429: Probability = 0.0
-    retry_after: int = Field(default=1, ge=0, description="Retry-After of a 429, seconds")
+    retry_after: int | None = Field(
+        default=1, ge=0, description="Retry-After of a 429, seconds; null: no Retry-After"
+    )
     rate_5xx: Probability = 0.0
     rate_timeout: Probability = 0.0
     rate_apply_drop: Probability = 0.0
