@@ -54,3 +54,19 @@ def test_a_mistake_is_one_line_naming_the_variable(
 
 def test_vtex_429_pause_defaults_to_a_minute() -> None:
     assert Settings.model_fields["vtex_429_pause"].default == 60.0
+
+
+def test_the_invoice_policy_per_account(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("VTEX_ACCOUNTS", '{"split": {"invoicePolicy": "partial"}}')
+    settings = get_settings()
+    assert settings.policy_for("SPLIT") == "partial"
+    assert settings.policy_for("other") == "single"
+    settings_env.setenv("INVOICE_POLICY", "partial")
+    get_settings.cache_clear()
+    assert get_settings().policy_for("other") == "partial"
+
+
+def test_an_unknown_invoice_policy_is_named(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("VTEX_ACCOUNTS", '{"a": {"invoicePolicy": "many"}}')
+    with pytest.raises(ConfigurationError, match=r"VTEX_ACCOUNTS: a\.invoicePolicy: Input should"):
+        get_settings()

@@ -55,6 +55,7 @@ class BatchInvoice(NamedTuple):
     ref: OrderRef
     digest: str
     number: str
+    single: bool  # an Output invoice under the "single" policy: one per order
 
 
 def validate_batch(
@@ -92,7 +93,13 @@ def validate_batch(
         if job.kind == "invoice":
             ref = OrderRef.of(job)
             invoices.append(
-                BatchInvoice(number, ref, body_digest(job.body), job.invoice_number or "")
+                BatchInvoice(
+                    number,
+                    ref,
+                    body_digest(job.body),
+                    job.invoice_number or "",
+                    job.body.get("type") != "Input" and job.invoice_policy == "single",
+                )
             )
         spool.write(job.model_dump_json())
         spool.write("\n")
@@ -100,28 +107,43 @@ def validate_batch(
 
 
 def invoice_conflicts(invoices: list[BatchInvoice]) -> list[tuple[int, str]]:
-    """(line, reason) for each invoice line that the one-invoice rule would refuse.
+    """(line, reason) for each invoice line that the invoicing policy would refuse.
 
-    A line conflicts with an invoice already enqueued for its order, or with an earlier line
-    of the batch for the same order, unless the bodies are identical (a duplicate).
+    A line conflicts, unless the bodies are identical (a duplicate), with an invoice already
+    enqueued or on an earlier line: under the same invoice number (each number is one
+    invoice, ever), or, for an Output invoice under the ``single`` policy, any Output
+    invoice of its order.
     """
-    first: dict[OrderRef, BatchInvoice] = {}
-    conflicts: list[tuple[int, str]] = []
+    orders: dict[OrderRef, BatchInvoice] = {}  # the single-policy Output of each order
+    numbers: dict[tuple[OrderRef, str], BatchInvoice] = {}
+    conflicts: dict[int, str] = {}
     for invoice in invoices:
-        earlier = first.setdefault(invoice.ref, invoice)
+        if invoice.single:
+            earlier = orders.setdefault(invoice.ref, invoice)
+            if earlier.digest != invoice.digest:
+                reason = f"a different invoice for this order is on line {earlier.line}"
+                conflicts[invoice.line] = f"{reason} (one invoice per order)"
+                continue
+        earlier = numbers.setdefault((invoice.ref, invoice.number), invoice)
         if earlier.digest != invoice.digest:
-            reason = f"a different invoice for this order is on line {earlier.line}"
-            conflicts.append((invoice.line, f"{reason} (one invoice per order)"))
+            reason = f"a different invoice under number {invoice.number} is on line {earlier.line}"
+            conflicts[invoice.line] = f"{reason} (each invoice number once)"
     try:
-        existing = connections.ordering().invoices(list(first))
+        existing = connections.ordering().invoices(list(orders))
+        held = connections.ordering().numbers(list(numbers))
     except RedisError as exc:
         raise QueueUnavailable(unreachable(exc, 0)) from None
-    for invoice, found in zip(first.values(), existing, strict=True):
+    for invoice, found in zip(orders.values(), existing, strict=True):
         if found is not None and found[1] != invoice.digest:
             job_id, _digest, number, state = found
             reason = f"the order already has invoice {number} (job {job_id}, {state})"
-            conflicts.append((invoice.line, f"{reason}; one invoice per order"))
-    return sorted(conflicts)
+            conflicts.setdefault(invoice.line, f"{reason}; one invoice per order")
+    for invoice, holder in zip(numbers.values(), held, strict=True):
+        if holder is not None and holder[1] != invoice.digest:
+            job_id, _digest, state = holder
+            reason = f"invoice number {invoice.number} is already a different invoice"
+            conflicts.setdefault(invoice.line, f"{reason} (job {job_id}, {state})")
+    return sorted(conflicts.items())
 
 
 def _without_end(line: bytes | str) -> bytes | str:

@@ -90,26 +90,44 @@ class QueueUnavailable(RelayError):
 
 
 class InvoiceConflict(RelayError):
-    """The order already has a different invoice job (queued, running, delivered or dead).
+    """The order already has a different invoice job (queued, running, delivered or dead):
+    under the same invoice number, or, under the ``single`` policy, any Output invoice.
 
-    VTEX keeps one invoice notification per order: a second POST would overwrite the first.
-    Nothing was enqueued.
+    VTEX changes nothing of a posted invoice (a second POST of its number only renews the
+    receipt), and under ``single`` the order is invoiced once. Nothing was enqueued.
     """
 
-    def __init__(self, account: str, order_id: str, job_id: str, number: str, state: str) -> None:
+    def __init__(
+        self,
+        account: str,
+        order_id: str,
+        job_id: str,
+        number: str,
+        state: str,
+        *,
+        wanted: str | None = None,
+    ) -> None:
         self.job_id = job_id
         self.invoice_number = number
         self.state = state
-        super().__init__(
-            f"order {account}/{order_id} already has invoice {number} (job {job_id}, {state}); "
-            "VTEX keeps one invoice notification per order and a second POST would overwrite "
-            "it. Send tracking data for it as a tracking-number job (PATCH)"
-            + (
-                "; or discard the dead job first (vtex-relay dlq discard)"
-                if state == "dead"
-                else ""
+        order = f"order {account}/{order_id}"
+        if wanted == number:
+            text = (
+                f"{order} already has a different invoice under number {number} (job {job_id}, "
+                f"{state}); VTEX changes nothing of a posted invoice: give this one its own "
+                "number"
             )
+        else:
+            text = (
+                f"{order} already has invoice {number} (job {job_id}, {state}); VTEX keeps one "
+                "invoice notification per order and a second POST would overwrite it. Send "
+                "tracking data for it as a tracking-number job (PATCH), or set the account's "
+                "invoicePolicy to partial for split shipments"
+            )
+        discard = (
+            "; or discard the dead job first (vtex-relay dlq discard)" if state == "dead" else ""
         )
+        super().__init__(text + discard)
 
 
 class LeaseExpired(RelayError):

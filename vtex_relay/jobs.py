@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vtex_relay.models import Kind
+from vtex_relay.models import InvoicePolicy, Kind
 
 # delivered: VTEX answered 2xx. reconciled: an earlier try had landed (GET order showed it),
 # so nothing was sent. retryable / permanent: see vtex_relay.errors.
@@ -48,10 +48,13 @@ class Job(BaseModel):
     # Set by a producer that sends the same job again on purpose: two jobs of an order are the
     # same job when their keys are equal (else when kind, invoice number and body are).
     idempotency_key: str | None = None
+    # An invoice's account policy, from the producer's settings: "single" allows one Output
+    # invoice per order, "partial" any number (each number once). Checked at enqueue.
+    invoice_policy: InvoicePolicy = "single"
 
     def message_kwargs(self) -> dict[str, Any]:
         """The task message's keyword arguments (JSON-safe); a worker needs no idempotency key."""
-        return self.model_dump(mode="json", exclude={"kind", "idempotency_key"})
+        return self.model_dump(mode="json", exclude={"kind", "idempotency_key", "invoice_policy"})
 
     def describe(self) -> str:
         """A one-line, secret-free label for logs: ``invoice account/order``."""

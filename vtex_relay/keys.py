@@ -6,6 +6,7 @@ key                                    type     holds
 ``vr:{ACCOUNT:ORDER}:order``           hash     head, state, last_seq, the invoice ledger
 ``vr:{ACCOUNT:ORDER}:seqs``            hash     seq -> job id, in enqueue order
 ``vr:{ACCOUNT:ORDER}:dedup``           hash     a job's identity -> job id
+``vr:{ACCOUNT:ORDER}:invoices``        hash     invoice number -> "job_id digest"
 ``vr:{ACCOUNT:ORDER}:job:ID``          hash     the job: kind, seq, state, message, tries, lease
 ``vr:{ACCOUNT:ORDER}:job:ID:attempts`` list     one JSON record per try
 ``vr:delayed``                         zset     jobs waiting for a retry or a rate-limit slot
@@ -40,7 +41,8 @@ DISCARDED = f"{PREFIX}:discarded"
 
 
 def order(tag: str, name: str) -> str:
-    """A key of the order *tag* (``account:orderId``): ``order``, ``seqs`` or ``dedup``."""
+    """A key of the order *tag* (``account:orderId``): ``order``, ``seqs``, ``dedup`` or
+    ``invoices``."""
     return f"{PREFIX}:{{{tag}}}:{name}"
 
 

@@ -28,6 +28,7 @@ from vtex_relay.identifiers import check_invoice_number
 
 Kind = Literal["invoice", "tracking-number", "tracking"]
 KINDS: tuple[Kind, ...] = ("invoice", "tracking-number", "tracking")
+InvoicePolicy = Literal["single", "partial"]
 
 # [0-9], not \d: \d also matches non-ASCII digits such as "٣".
 _DATE = r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})"

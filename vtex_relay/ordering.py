@@ -143,6 +143,7 @@ class Ordering:
             ref.job_key(job.job_id),
             self.queue,
             ref.key("dedup"),
+            ref.key("invoices"),
         ]
         args = [
             ref.tag,
@@ -154,6 +155,8 @@ class Ordering:
             job.enqueued_at.isoformat(),
             mark,
             after,
+            str(job.body.get("type", "")) if job.kind == "invoice" else "",
+            job.invoice_policy,
         ]
         return names, args
 
@@ -182,6 +185,28 @@ class Ordering:
                 found.append(None)
             else:
                 found.append((job_id, digest or "", number or "", state_text))
+        return found
+
+    def numbers(self, pairs: Sequence[tuple[OrderRef, str]]) -> list[tuple[str, str, str] | None]:
+        """For each (order, invoice number), the invoice job holding the number as (job_id,
+        digest, state), or None (a discarded one counts as none). Read-only, like ``invoices``.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for ref, number in pairs:
+            pipe.hget(ref.key("invoices"), number)
+        held = [tuple(text(v).split(" ", 1)) if v is not None else None for v in pipe.execute()]
+        for (ref, _number), entry in zip(pairs, held, strict=True):
+            if entry is not None:
+                pipe.hget(ref.job_key(entry[0]), "state")
+        states = iter(pipe.execute())
+        found: list[tuple[str, str, str] | None] = []
+        for entry in held:
+            if entry is None:
+                found.append(None)
+                continue
+            state = text(next(states) or b"done")
+            job_id, digest = entry
+            found.append(None if state == "discarded" else (job_id, digest, state))
         return found
 
     def claim(

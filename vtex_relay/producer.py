@@ -132,6 +132,7 @@ def build_job(
             errors.append(FieldError("body", message))
     if errors:
         raise InvalidJob(errors)
+    assert isinstance(account, str)  # no errors: it was checked
     if kind == "invoice":
         invoice_number = vtex_body["invoiceNumber"]
     return Job(
@@ -140,6 +141,7 @@ def build_job(
         order_id=order_id,
         invoice_number=invoice_number,
         body=vtex_body,
+        invoice_policy=settings.policy_for(account),
     )
 
 
@@ -165,6 +167,7 @@ def accepted(job: Job, result: Enqueued) -> Enqueued:
             result.job_id,
             result.invoice_number or "?",
             result.state or "?",
+            wanted=job.invoice_number,
         )
     return result
 

@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from vtex_relay.errors import ConfigurationError
 from vtex_relay.identifiers import check_account
-from vtex_relay.models import parse_json
+from vtex_relay.models import InvoicePolicy, parse_json
 
 DEFAULT_BASE_URL = "https://{account}.{environment}.com.br"
 
@@ -37,13 +37,15 @@ class AccountSettings(BaseModel):
     """One account's own settings (``VTEX_ACCOUNTS``); a key left out takes the global one.
 
     ``rate``/``burst`` override ``VTEX_RATE_LIMIT``/``VTEX_RATE_BURST`` (an own rate without
-    a burst has none). Unknown keys are refused by name, so a typo is not silently ignored.
+    a burst has none); ``invoicePolicy`` overrides ``INVOICE_POLICY``. Unknown keys are refused
+    by name, so a typo is not silently ignored.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rate: float | None = Field(default=None, ge=0)
     burst: float | None = Field(default=None, ge=0)
+    invoice_policy: InvoicePolicy | None = Field(default=None, alias="invoicePolicy")
 
 
 class Rate(NamedTuple):
@@ -82,6 +84,7 @@ class Settings(BaseSettings):
     vtex_accounts: Annotated[dict[Account, AccountSettings], NoDecode] = {}
     vtex_account_rates: Annotated[dict[Account, AccountSettings], NoDecode] = {}
     vtex_429_pause: float = Field(default=60.0, ge=0)
+    invoice_policy: InvoicePolicy = "single"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 
     @field_validator("redis_url")
@@ -174,6 +177,11 @@ class Settings(BaseSettings):
         # Lower-cased again for jobs enqueued before accounts were normalised.
         name = name.lower()
         return self.vtex_accounts.get(name) or self.vtex_account_rates.get(name) or _NO_OWN
+
+    def policy_for(self, account: str) -> InvoicePolicy:
+        """*account*'s invoicing policy: ``single`` (one Output invoice per order) or
+        ``partial`` (any number, each invoice number once)."""
+        return self.account(account).invoice_policy or self.invoice_policy
 
     def rate_for(self, account: str) -> Rate:
         """The rate limit (requests per second; 0: none) and burst of *account*'s calls."""

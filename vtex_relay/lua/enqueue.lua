@@ -1,16 +1,18 @@
 -- Append a job to its order; dispatch it at once if the order is idle.
--- KEYS: order, seqs, job, queue, dedup
+-- KEYS: order, seqs, job, queue, dedup, invoices
 -- ARGV: ref, job_id, kind, message, digest, invoice_number, enqueued_at, fingerprint,
 --       after (the fingerprint of the job enqueued just before it in the same batch for the
---       same order, or "")
+--       same order, or ""), invoice_type ("Output" | "Input"; "" for updates),
+--       policy ("single": one Output invoice per order | "partial": any number)
 -- Returns {"enqueued", job_id} | {"duplicate", existing_id}
 --       | {"conflict", existing_id, number, state} | {"skipped"}
 -- The producers' hot path: a batch runs it once per line, so it reads the order once and
 -- writes each hash once. Redis refuses to start it when out of memory (no allow-oom flag), so
 -- it never stops half-way through its writes.
-local okey, seqs, jkey, queue, dedup = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local okey, seqs, jkey, queue, dedup, invoices = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local ref, job_id, kind, message, digest, number, enqueued_at, fingerprint, after =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local invoice_type, policy = ARGV[10], ARGV[11]
 
 if redis.call("EXISTS", jkey) == 1 then
   -- The same job again (a producer retrying after a failed pipeline, whose scripts may have
@@ -36,16 +38,33 @@ local order = redis.call("HMGET", okey, "head", "invoice_job", "invoice_digest",
 local head, existing = tonumber(order[1] or "0"), order[2]
 local changes = {}
 if kind == "invoice" then
-  if existing then
-    local state = redis.call("HGET", job_key(ref, existing), "state") or "done"
+  -- The ledger: each invoice number is POSTed for one invoice body, ever (VTEX changes nothing
+  -- of a posted invoice; a re-POST only renews its receipt), unless its job was discarded.
+  local held = redis.call("HGET", invoices, number)
+  if held then
+    local holder, held_digest = string.match(held, "^(%S+) (%S*)$")
+    local state = redis.call("HGET", job_key(ref, holder), "state") or "done"
     if state ~= "discarded" then
-      if order[3] == digest then
-        return {"duplicate", existing}
+      if held_digest == digest then
+        return {"duplicate", holder}
       end
-      return {"conflict", existing, order[4], state}
+      return {"conflict", holder, number, state}
     end
   end
-  changes = {"invoice_job", job_id, "invoice_digest", digest, "invoice_number", number}
+  if invoice_type ~= "Input" then
+    -- Under "single", one Output invoice per order (the integration guide's rule).
+    if existing and policy == "single" then
+      local state = redis.call("HGET", job_key(ref, existing), "state") or "done"
+      if state ~= "discarded" then
+        if order[3] == digest then
+          return {"duplicate", existing}
+        end
+        return {"conflict", existing, order[4], state}
+      end
+    end
+    changes = {"invoice_job", job_id, "invoice_digest", digest, "invoice_number", number}
+  end
+  redis.call("HSET", invoices, number, job_id .. " " .. digest)
 end
 
 local seq = redis.call("HINCRBY", okey, "last_seq", 1)

@@ -1,0 +1,129 @@
+"""The invoicing policy at enqueue: ``single`` (one Output invoice per order, the default) or
+``partial`` (split shipments: any number of Output invoices), return invoices (Input) under
+both, and each invoice number one invoice, ever — through the Python API, the batch file and a
+real worker delivering to the sandbox."""
+
+import json
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from tests.processes import Worker, text, wait_for
+from vtex_relay import InvoiceConflict, enqueue_invoice, enqueue_tracking_number
+from vtex_relay.cli import cli
+from vtex_relay.keys import OrderRef
+from vtex_relay.sandbox import SandboxControl
+
+ORDER = "1172452900788-01"
+
+
+def invoice(number: str, value: int, kind: str = "Output") -> dict[str, Any]:
+    return {
+        "type": kind,
+        "issuanceDate": "2024-01-31T18:25:43-05:00",
+        "invoiceNumber": number,
+        "invoiceValue": str(value),
+        "items": [{"id": "123", "price": value, "quantity": 1}],
+    }
+
+
+def jobs_of(client: redis.Redis, order: str = ORDER) -> list[str]:
+    seqs = client.hgetall(OrderRef("teststore", order).key("seqs"))
+    return [text(seqs[k]) for k in sorted(seqs, key=int)]
+
+
+def run(*args: str, stdin: str) -> Result:
+    return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
+
+
+def line(body: dict[str, Any], order: str = ORDER) -> str:
+    return json.dumps({"kind": "invoice", "orderId": order, "body": body})
+
+
+@pytest.fixture
+def partial(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("VTEX_ACCOUNTS", '{"teststore": {"invoicePolicy": "partial"}}')
+
+
+class TestSingle:
+    def test_a_return_follows_the_invoice(self, redis_client: redis.Redis) -> None:
+        sale = enqueue_invoice(ORDER, invoice("NF-1", 10000))
+        refund = enqueue_invoice(ORDER, invoice("NF-R1", 4000, "Input"))
+        assert jobs_of(redis_client) == [sale, refund]
+
+    def test_a_second_output_invoice_is_refused(self, redis_client: redis.Redis) -> None:
+        first = enqueue_invoice(ORDER, invoice("NF-1", 6000))
+        with pytest.raises(InvoiceConflict, match="invoicePolicy to partial"):
+            enqueue_invoice(ORDER, invoice("NF-2", 4000))
+        assert jobs_of(redis_client) == [first]
+
+    def test_a_number_is_one_invoice(self, redis_client: redis.Redis) -> None:
+        first = enqueue_invoice(ORDER, invoice("NF-1", 10000))
+        with pytest.raises(InvoiceConflict, match="different invoice under number NF-1"):
+            enqueue_invoice(ORDER, invoice("NF-1", 4000, "Input"))
+        assert jobs_of(redis_client) == [first]
+
+
+@pytest.mark.usefixtures("partial")
+class TestPartial:
+    def test_a_split_shipment(self, redis_client: redis.Redis) -> None:
+        first = enqueue_invoice(ORDER, invoice("NF-1", 6000))
+        second = enqueue_invoice(ORDER, invoice("NF-2", 4000))
+        again = enqueue_invoice(ORDER, invoice("NF-2", 4000))
+        assert again == second
+        assert jobs_of(redis_client) == [first, second]
+
+    def test_a_number_is_one_invoice(self, redis_client: redis.Redis) -> None:
+        first = enqueue_invoice(ORDER, invoice("NF-1", 6000))
+        with pytest.raises(InvoiceConflict, match="different invoice under number NF-1") as caught:
+            enqueue_invoice(ORDER, invoice("NF-1", 4000))
+        assert caught.value.job_id == first
+        assert jobs_of(redis_client) == [first]
+
+    def test_a_batch_with_two_invoices_and_a_return(self, redis_client: redis.Redis) -> None:
+        lines = [
+            line(invoice("NF-1", 6000)),
+            line(invoice("NF-2", 4000)),
+            line(invoice("NF-R1", 1000, "Input")),
+        ]
+        result = run("enqueue", "batch", "-", stdin="\n".join(lines))
+        assert result.exit_code == 0, result.output
+        assert jobs_of(redis_client) == result.stdout.split()
+
+    def test_a_batch_reusing_a_number_enqueues_nothing(self, redis_client: redis.Redis) -> None:
+        lines = [line(invoice("NF-1", 6000)), line(invoice("NF-1", 4000))]
+        result = run("enqueue", "batch", "-", stdin="\n".join(lines))
+        assert result.exit_code == 2
+        assert "line 2: orderId: a different invoice under number NF-1 is on line 1" in (
+            result.stderr
+        )
+        assert redis_client.keys("*") == []
+
+    def test_a_batch_reusing_a_number_in_redis_enqueues_nothing(
+        self, redis_client: redis.Redis
+    ) -> None:
+        first = enqueue_invoice(ORDER, invoice("NF-1", 6000))
+        lines = [line(invoice("NF-9", 1), "o-2"), line(invoice("NF-1", 4000))]
+        result = run("enqueue", "batch", "-", stdin="\n".join(lines))
+        assert result.exit_code == 2
+        assert (
+            f"line 2: orderId: invoice number NF-1 is already a different invoice (job {first}"
+            in (result.stderr)
+        )
+        assert jobs_of(redis_client, "o-2") == []
+
+
+@pytest.mark.usefixtures("partial")
+def test_a_split_shipment_is_delivered_in_order(
+    sandbox: SandboxControl, worker: Worker, redis_client: redis.Redis
+) -> None:
+    enqueue_invoice(ORDER, invoice("NF-1", 6000))
+    enqueue_tracking_number(ORDER, "NF-1", {"trackingNumber": "TR-1"})
+    enqueue_invoice(ORDER, invoice("NF-2", 4000))
+    enqueue_tracking_number(ORDER, "NF-2", {"trackingNumber": "TR-2"})
+    wait_for(lambda: len(sandbox.requests(order_id=ORDER)) >= 4, what="the four calls")
+    sent = [(r.method, r.invoice_number or r.body.get("invoiceNumber")) for r in sandbox.requests()]
+    assert sent == [("POST", "NF-1"), ("PATCH", "NF-1"), ("POST", "NF-2"), ("PATCH", "NF-2")]
+    assert sandbox.order(ORDER, "teststore")["invoicePosts"] == {"NF-1": 1, "NF-2": 1}
