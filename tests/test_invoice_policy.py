@@ -1,7 +1,8 @@
 """The invoicing policy at enqueue: ``single`` (one Output invoice per order, the default) or
 ``partial`` (split shipments: any number of Output invoices), return invoices (Input) under
-both, and each invoice number one invoice, ever — through the Python API, the batch file and a
-real worker delivering to the sandbox."""
+both, each invoice number one invoice, ever, and updates that name an invoice the order has,
+tracking events after a tracking number — through the Python API, the CLI, the batch file and
+a real worker delivering to the sandbox."""
 
 import json
 from typing import Any
@@ -11,7 +12,13 @@ import redis
 from click.testing import CliRunner, Result
 
 from tests.processes import Worker, text, wait_for
-from vtex_relay import InvoiceConflict, enqueue_invoice, enqueue_tracking_number
+from vtex_relay import (
+    InvalidJob,
+    InvoiceConflict,
+    enqueue_invoice,
+    enqueue_tracking,
+    enqueue_tracking_number,
+)
 from vtex_relay.cli import cli
 from vtex_relay.keys import OrderRef
 from vtex_relay.sandbox import SandboxControl
@@ -127,3 +134,67 @@ def test_a_split_shipment_is_delivered_in_order(
     sent = [(r.method, r.invoice_number or r.body.get("invoiceNumber")) for r in sandbox.requests()]
     assert sent == [("POST", "NF-1"), ("PATCH", "NF-1"), ("POST", "NF-2"), ("PATCH", "NF-2")]
     assert sandbox.order(ORDER, "teststore")["invoicePosts"] == {"NF-1": 1, "NF-2": 1}
+
+
+EVENTS = {"isDelivered": False, "events": []}
+
+
+class TestUpdates:
+    """Updates name an invoice the order has, and tracking events follow a tracking number."""
+
+    def test_an_update_of_an_unknown_invoice_is_refused(self, redis_client: redis.Redis) -> None:
+        first = enqueue_invoice(ORDER, invoice("NF-1", 10000))
+        with pytest.raises(InvalidJob, match=r"has no invoice NF-9 \(its invoices: NF-1\)"):
+            enqueue_tracking_number(ORDER, "NF-9", {"trackingNumber": "TR-9"})
+        assert jobs_of(redis_client) == [first]
+
+    def test_tracking_events_wait_for_a_tracking_number(self, redis_client: redis.Redis) -> None:
+        first = enqueue_invoice(ORDER, invoice("NF-1", 10000))
+        with pytest.raises(InvalidJob, match="send the tracking number first"):
+            enqueue_tracking(ORDER, "NF-1", EVENTS)
+        patch = enqueue_tracking_number(ORDER, "NF-1", {"trackingNumber": "TR-1"})
+        put = enqueue_tracking(ORDER, "NF-1", EVENTS)
+        assert jobs_of(redis_client) == [first, patch, put]
+
+    def test_an_invoice_with_its_tracking_number(self, redis_client: redis.Redis) -> None:
+        sale = enqueue_invoice(ORDER, {**invoice("NF-1", 10000), "trackingNumber": "TR-1"})
+        put = enqueue_tracking(ORDER, "NF-1", EVENTS)
+        assert jobs_of(redis_client) == [sale, put]
+
+    def test_an_order_whose_invoice_the_relay_never_saw(self, redis_client: redis.Redis) -> None:
+        put = enqueue_tracking(ORDER, "NF-elsewhere", EVENTS)  # invoiced some other way
+        assert jobs_of(redis_client) == [put]
+
+    def test_the_cli_refuses_with_exit_2(self, redis_client: redis.Redis) -> None:
+        enqueue_invoice(ORDER, invoice("NF-1", 10000))
+        result = run("enqueue", "tracking", ORDER, "NF-1", "-", stdin=json.dumps(EVENTS))
+        assert result.exit_code == 2
+        assert "invoiceNumber: invoice NF-1 has no tracking number yet" in result.stderr
+        assert len(jobs_of(redis_client)) == 1
+
+    def test_a_batch_checks_its_own_earlier_lines(self, redis_client: redis.Redis) -> None:
+        def update(kind: str, number: str, body: dict[str, Any]) -> str:
+            return json.dumps(
+                {"kind": kind, "orderId": ORDER, "invoiceNumber": number, "body": body}
+            )
+
+        good = [
+            line(invoice("NF-1", 10000)),
+            update("tracking-number", "NF-1", {"trackingNumber": "TR-1"}),
+            update("tracking", "NF-1", EVENTS),
+        ]
+        bad = [
+            line(invoice("NF-1", 10000)),
+            update("tracking", "NF-1", EVENTS),
+            update("tracking-number", "NF-2", {"trackingNumber": "TR-2"}),
+        ]
+        refused = run("enqueue", "batch", "-", stdin="\n".join(bad))
+        assert refused.exit_code == 2
+        assert "line 2: invoiceNumber: invoice NF-1 has no tracking number yet" in refused.stderr
+        assert "line 3: invoiceNumber: the order has no invoice NF-2 (its invoices: NF-1)" in (
+            refused.stderr
+        )
+        assert redis_client.keys("*") == []
+        accepted = run("enqueue", "batch", "-", stdin="\n".join(good))
+        assert accepted.exit_code == 0, accepted.output
+        assert jobs_of(redis_client) == accepted.stdout.split()

@@ -79,7 +79,8 @@ def _job(order_id: str, kind: str, n: int) -> tuple[Job, str]:
             account="acme",
             order_id=order_id,
             invoice_number=f"NF{n}",
-            body={"invoiceNumber": f"NF{n}"},
+            # With its tracking number: the order's tracking updates may follow at once.
+            body={"invoiceNumber": f"NF{n}", "trackingNumber": f"TR{n}"},
         )
     else:
         job = Job(

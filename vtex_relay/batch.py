@@ -48,29 +48,31 @@ def job_from_line(line: Mapping[str, Any]) -> Job:
     return with_idempotency_key(job, line.get("idempotencyKey"))
 
 
-class BatchInvoice(NamedTuple):
-    """An invoice line of a batch, kept from validation for the conflict check."""
+class BatchLine(NamedTuple):
+    """A good line of a batch, as the checks across lines need it."""
 
     line: int
+    kind: str
     ref: OrderRef
-    digest: str
-    number: str
+    number: str  # the invoice number the job POSTs or updates
+    digest: str  # an invoice's body digest ("" for updates)
     single: bool  # an Output invoice under the "single" policy: one per order
+    tracks: bool  # gives its invoice a tracking number (a PATCH, or an invoice with one)
 
 
 def validate_batch(
     lines: Iterable[bytes | str], spool: IO[str], on_error: Callable[[int, InvalidJob], None]
-) -> list[BatchInvoice]:
+) -> list[BatchLine]:
     """Validate JSON lines (UTF-8 bytes or text), writing each good job to *spool* and
     reporting bad ones, each by its number.
 
     Blank lines are skipped. A line is bad, never an exception, whatever its bytes: not UTF-8,
     not JSON, too deep or a number too long to parse, or over ``Settings.input_limit()``.
-    Returns the invoice lines, for ``invoice_conflicts``. The caller enqueues only if no line
-    was bad.
+    Returns the good lines, for ``invoice_conflicts`` and ``update_refusals``. The caller
+    enqueues only if no line was bad.
     """
     limit = get_settings().input_limit()
-    invoices: list[BatchInvoice] = []
+    good: list[BatchLine] = []
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
@@ -90,23 +92,24 @@ def validate_batch(
         except InvalidJob as exc:
             on_error(number, exc)
             continue
-        if job.kind == "invoice":
-            ref = OrderRef.of(job)
-            invoices.append(
-                BatchInvoice(
-                    number,
-                    ref,
-                    body_digest(job.body),
-                    job.invoice_number or "",
-                    job.body.get("type") != "Input" and job.invoice_policy == "single",
-                )
+        invoice = job.kind == "invoice"
+        good.append(
+            BatchLine(
+                number,
+                job.kind,
+                OrderRef.of(job),
+                job.invoice_number or "",
+                body_digest(job.body) if invoice else "",
+                invoice and job.body.get("type") != "Input" and job.invoice_policy == "single",
+                job.kind == "tracking-number" or bool(invoice and job.body.get("trackingNumber")),
             )
+        )
         spool.write(job.model_dump_json())
         spool.write("\n")
-    return invoices
+    return good
 
 
-def invoice_conflicts(invoices: list[BatchInvoice]) -> list[tuple[int, str]]:
+def invoice_conflicts(lines: list[BatchLine]) -> list[tuple[int, str]]:
     """(line, reason) for each invoice line that the invoicing policy would refuse.
 
     A line conflicts, unless the bodies are identical (a duplicate), with an invoice already
@@ -114,10 +117,10 @@ def invoice_conflicts(invoices: list[BatchInvoice]) -> list[tuple[int, str]]:
     invoice, ever), or, for an Output invoice under the ``single`` policy, any Output
     invoice of its order.
     """
-    orders: dict[OrderRef, BatchInvoice] = {}  # the single-policy Output of each order
-    numbers: dict[tuple[OrderRef, str], BatchInvoice] = {}
+    orders: dict[OrderRef, BatchLine] = {}  # the single-policy Output of each order
+    numbers: dict[tuple[OrderRef, str], BatchLine] = {}
     conflicts: dict[int, str] = {}
-    for invoice in invoices:
+    for invoice in (line for line in lines if line.kind == "invoice"):
         if invoice.single:
             earlier = orders.setdefault(invoice.ref, invoice)
             if earlier.digest != invoice.digest:
@@ -159,3 +162,38 @@ def bounded_lines(file: IO[bytes]) -> Iterator[bytes]:
             while (rest := file.readline(65_536)) and not rest.endswith(b"\n"):
                 pass
         yield line
+
+
+def update_refusals(lines: list[BatchLine]) -> list[tuple[int, str]]:
+    """(line, reason) for each update line the enqueue script would refuse: one naming an
+    invoice its order does not have, or a tracking update before its invoice's tracking number.
+
+    What the order has is what Redis holds plus the earlier lines of the batch; an order whose
+    invoices the relay never saw (none in Redis or the batch) takes any update, as the script
+    does.
+    """
+    refs = sorted({line.ref for line in lines if line.kind != "invoice"}, key=lambda r: r.tag)
+    try:
+        ledgers = connections.ordering().ledgers(refs)
+    except RedisError as exc:
+        raise QueueUnavailable(unreachable(exc, 0)) from None
+    known = dict(zip(refs, ledgers, strict=True))
+    refusals: list[tuple[int, str]] = []
+    for line in lines:
+        if line.ref not in known:
+            continue
+        numbers, tracked = known[line.ref]
+        if line.kind != "invoice" and numbers and line.number not in numbers:
+            listed = ", ".join(sorted(numbers))
+            reason = f"the order has no invoice {line.number} (its invoices: {listed})"
+            refusals.append((line.line, f"{reason}; VTEX would answer 404"))
+            continue
+        if line.kind == "tracking" and numbers and line.number not in tracked:
+            reason = f"invoice {line.number} has no tracking number yet: send the tracking number"
+            refusals.append((line.line, f"{reason} first (a tracking-number job)"))
+            continue
+        if line.kind == "invoice":
+            numbers.add(line.number)
+        if line.tracks:
+            tracked.add(line.number)
+    return refusals

@@ -16,7 +16,7 @@ from typing import IO, Any, ClassVar
 
 import click
 
-from vtex_relay.batch import bounded_lines, invoice_conflicts, validate_batch
+from vtex_relay.batch import bounded_lines, invoice_conflicts, update_refusals, validate_batch
 from vtex_relay.console import clean_errors, fail
 from vtex_relay.errors import (
     FieldError,
@@ -167,15 +167,17 @@ def enqueue_batch(file: IO[bytes], as_json: bool) -> None:
             bad.extend(f"  line {number}: {error}" for error in exc.errors)
 
     with clean_errors(), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-        invoices = validate_batch(bounded_lines(file), spool, on_error)
+        good = validate_batch(bounded_lines(file), spool, on_error)
         if not bad_count and not spool.tell():  # not an error, but worth a word: a wrong file?
             if as_json:
                 click.echo("[]")
             click.echo(f"vtex-relay: no jobs in {_name(file)}; nothing was enqueued", err=True)
             return
         if not bad_count:
-            for number, reason in invoice_conflicts(invoices):
+            for number, reason in invoice_conflicts(good):
                 on_error(number, InvalidJob([FieldError("orderId", reason)]))
+            for number, reason in update_refusals(good):
+                on_error(number, InvalidJob([FieldError("invoiceNumber", reason)]))
         if bad_count:
             more = bad_count - min(bad_count, _MAX_REPORTED_LINES)
             tail = [f"  ... and {more} more bad line(s)"] if more else []
@@ -198,9 +200,10 @@ def _report_batch(results: list[Enqueued], jobs: list[Job] | None) -> None:
         click.echo("\n".join(r.job_id for r in results if r.verdict in ("enqueued", "duplicate")))
     left_out = {
         verdict: [(i, r) for i, r in enumerate(results, start=1) if r.verdict == verdict]
-        for verdict in ("failed", "conflict", "skipped")
+        for verdict in ("failed", "conflict", "unknown-invoice", "untracked", "skipped")
     }
-    failed, refused, skipped = left_out["failed"], left_out["conflict"], left_out["skipped"]
+    failed, skipped = left_out["failed"], left_out["skipped"]
+    refused = sorted(left_out["conflict"] + left_out["unknown-invoice"] + left_out["untracked"])
     after = [f"  {len(skipped)} later job(s) of the same orders were skipped"] if skipped else []
     if failed:
         fail(
@@ -211,17 +214,22 @@ def _report_batch(results: list[Enqueued], jobs: list[Job] | None) -> None:
             f"  {RERUN_IS_SAFE}",
         )
     if refused:
-        # Only a producer racing this one can cause this: the check above saw no conflict.
+        # Only a producer racing this one can cause this: the checks above saw nothing wrong.
         fail(
             2,
-            f"{len(refused)} invoice job(s) conflicted with another producer's and were "
+            f"{len(refused)} job(s) were refused because of another producer's jobs and were "
             "not enqueued (all other jobs were):",
-            *(
-                f"  job {i}: order already has invoice {r.invoice_number} (job {r.job_id})"
-                for i, r in refused
-            ),
+            *(f"  job {i}: {_refusal(r)}" for i, r in refused),
             *after,
         )
+
+
+def _refusal(result: Enqueued) -> str:
+    if result.verdict == "conflict":
+        return f"order already has invoice {result.invoice_number} (job {result.job_id})"
+    if result.verdict == "unknown-invoice":
+        return f"the order has no such invoice (its invoices: {result.state})"
+    return "its invoice has no tracking number yet"
 
 
 cli.add_command(dlq)

@@ -7,6 +7,7 @@ key                                    type     holds
 ``vr:{ACCOUNT:ORDER}:seqs``            hash     seq -> job id, in enqueue order
 ``vr:{ACCOUNT:ORDER}:dedup``           hash     a job's identity -> job id
 ``vr:{ACCOUNT:ORDER}:invoices``        hash     invoice number -> "job_id digest"
+``vr:{ACCOUNT:ORDER}:tracked``         set      invoice numbers given a tracking number
 ``vr:{ACCOUNT:ORDER}:job:ID``          hash     the job: kind, seq, state, message, tries, lease
 ``vr:{ACCOUNT:ORDER}:job:ID:attempts`` list     one JSON record per try
 ``vr:delayed``                         zset     jobs waiting for a retry or a rate-limit slot
@@ -41,8 +42,8 @@ DISCARDED = f"{PREFIX}:discarded"
 
 
 def order(tag: str, name: str) -> str:
-    """A key of the order *tag* (``account:orderId``): ``order``, ``seqs``, ``dedup`` or
-    ``invoices``."""
+    """A key of the order *tag* (``account:orderId``): ``order``, ``seqs``, ``dedup``,
+    ``invoices`` or ``tracked``."""
     return f"{PREFIX}:{{{tag}}}:{name}"
 
 

@@ -35,9 +35,15 @@ class Enqueued(NamedTuple):
     ``skipped``: the job before it in the same call, for the same order, is not in its order,
     so it was not enqueued either (an order never gets a later job without the earlier ones).
     ``failed``: Redis refused the script (``state`` holds its error, e.g. out of memory).
+    ``unknown-invoice``: an update for an invoice number the order does not have, while the
+    relay knows its invoices (``state``: them, space-separated). ``untracked``: a tracking
+    update for an invoice with no tracking number yet (none in its body, no tracking-number
+    job before it).
     """
 
-    verdict: Literal["enqueued", "duplicate", "conflict", "skipped", "failed"]
+    verdict: Literal[
+        "enqueued", "duplicate", "conflict", "skipped", "failed", "unknown-invoice", "untracked"
+    ]
     job_id: str
     invoice_number: str | None = None
     state: str | None = None
@@ -144,6 +150,7 @@ class Ordering:
             self.queue,
             ref.key("dedup"),
             ref.key("invoices"),
+            ref.key("tracked"),
         ]
         args = [
             ref.tag,
@@ -157,6 +164,7 @@ class Ordering:
             after,
             str(job.body.get("type", "")) if job.kind == "invoice" else "",
             job.invoice_policy,
+            "1" if job.kind == "tracking-number" or job.body.get("trackingNumber") else "0",
         ]
         return names, args
 
@@ -208,6 +216,19 @@ class Ordering:
             job_id, digest = entry
             found.append(None if state == "discarded" else (job_id, digest, state))
         return found
+
+    def ledgers(self, refs: Sequence[OrderRef]) -> list[tuple[set[str], set[str]]]:
+        """For each order, the invoice numbers the relay has enqueued and those with a tracking
+        number (read-only: the enqueue script decides)."""
+        pipe = self.client.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hkeys(ref.key("invoices"))
+            pipe.smembers(ref.key("tracked"))
+        replies = pipe.execute()
+        return [
+            ({text(n) for n in replies[2 * i]}, {text(n) for n in replies[2 * i + 1]})
+            for i in range(len(refs))
+        ]
 
     def claim(
         self,
@@ -331,4 +352,8 @@ def _enqueued(job: Job, reply: Any) -> Enqueued:
         return Enqueued("conflict", parts[1], parts[2], parts[3])
     if parts[0] == "skipped":
         return Enqueued("skipped", job.job_id)
+    if parts[0] == "unknown-invoice":
+        return Enqueued("unknown-invoice", job.job_id, state=parts[1])
+    if parts[0] == "untracked":
+        return Enqueued("untracked", job.job_id)
     return Enqueued("duplicate" if parts[0] == "duplicate" else "enqueued", parts[1])

@@ -157,9 +157,12 @@ def enqueue(job: Job) -> str:
 
 def accepted(job: Job, result: Enqueued) -> Enqueued:
     """*result* of enqueueing *job* alone, if it was enqueued or a duplicate; else raise
-    ``QueueUnavailable`` (Redis refused it) or ``InvoiceConflict``."""
+    ``QueueUnavailable`` (Redis refused it), ``InvoiceConflict`` or ``InvalidJob`` (an update
+    that names an invoice the order does not have, or comes before its tracking number)."""
     if result.verdict == "failed":
         raise QueueUnavailable(f"{refused_by_redis(result.state or '')}; nothing was enqueued")
+    if result.verdict in ("unknown-invoice", "untracked"):
+        raise InvalidJob([FieldError("invoiceNumber", update_refusal(job, result))])
     if result.verdict == "conflict":
         raise InvoiceConflict(
             job.account,
@@ -218,6 +221,20 @@ def _shown(value: object) -> str:
 def _celery() -> Celery:
     get_settings()  # raises ConfigurationError (not SystemExit) for a library caller
     return message_app()
+
+
+def update_refusal(job: Job, result: Enqueued) -> str:
+    """Why the enqueue script refused update *job* (``unknown-invoice`` or ``untracked``)."""
+    if result.verdict == "unknown-invoice":
+        known = ", ".join(sorted((result.state or "").split()))
+        return (
+            f"order {job.account}/{job.order_id} has no invoice {job.invoice_number} (its "
+            f"invoices: {known}); VTEX would answer 404"
+        )
+    return (
+        f"invoice {job.invoice_number} has no tracking number yet: send the tracking number "
+        "first (a tracking-number job), then its tracking events"
+    )
 
 
 def _redis_url() -> str:

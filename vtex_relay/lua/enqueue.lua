@@ -1,18 +1,22 @@
 -- Append a job to its order; dispatch it at once if the order is idle.
--- KEYS: order, seqs, job, queue, dedup, invoices
+-- KEYS: order, seqs, job, queue, dedup, invoices, tracked
 -- ARGV: ref, job_id, kind, message, digest, invoice_number, enqueued_at, fingerprint,
 --       after (the fingerprint of the job enqueued just before it in the same batch for the
 --       same order, or ""), invoice_type ("Output" | "Input"; "" for updates),
---       policy ("single": one Output invoice per order | "partial": any number)
+--       policy ("single": one Output invoice per order | "partial": any number),
+--       tracks ("1": the job gives its invoice a tracking number: a tracking-number job, or an
+--       invoice whose body has one)
 -- Returns {"enqueued", job_id} | {"duplicate", existing_id}
 --       | {"conflict", existing_id, number, state} | {"skipped"}
+--       | {"unknown-invoice", "NF-1 NF-2"} | {"untracked"}
 -- The producers' hot path: a batch runs it once per line, so it reads the order once and
 -- writes each hash once. Redis refuses to start it when out of memory (no allow-oom flag), so
 -- it never stops half-way through its writes.
-local okey, seqs, jkey, queue, dedup, invoices = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local okey, seqs, jkey, queue, dedup = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local invoices, tracked = KEYS[6], KEYS[7]
 local ref, job_id, kind, message, digest, number, enqueued_at, fingerprint, after =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local invoice_type, policy = ARGV[10], ARGV[11]
+local invoice_type, policy, tracks = ARGV[10], ARGV[11], ARGV[12]
 
 if redis.call("EXISTS", jkey) == 1 then
   -- The same job again (a producer retrying after a failed pipeline, whose scripts may have
@@ -32,6 +36,19 @@ end
 local same = redis.call("HGET", dedup, fingerprint)
 if same and (redis.call("HGET", job_key(ref, same), "state") or "done") ~= "discarded" then
   return {"duplicate", same}
+end
+
+-- An update for an invoice the order does not have can only get a 404 from VTEX, and a
+-- tracking update before its invoice's tracking number is one VTEX says not to send. Both are
+-- known only when the relay has enqueued the order's invoices (else the invoice went to VTEX
+-- some other way, and the update is accepted).
+if kind ~= "invoice" and redis.call("EXISTS", invoices) == 1 then
+  if redis.call("HEXISTS", invoices, number) == 0 then
+    return {"unknown-invoice", table.concat(redis.call("HKEYS", invoices), " ")}
+  end
+  if kind == "tracking" and redis.call("SISMEMBER", tracked, number) == 0 then
+    return {"untracked"}
+  end
 end
 
 local order = redis.call("HMGET", okey, "head", "invoice_job", "invoice_digest", "invoice_number")
@@ -70,6 +87,9 @@ end
 local seq = redis.call("HINCRBY", okey, "last_seq", 1)
 redis.call("HSET", seqs, seq, job_id)
 redis.call("HSET", dedup, fingerprint, job_id)
+if tracks == "1" then
+  redis.call("SADD", tracked, number)
+end
 local state, dispatches, dseq = "queued", 0, 0
 if head == 0 then
   -- The order is idle: the job is its head and ready at once (dispatch, written inline).
