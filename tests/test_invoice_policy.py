@@ -198,3 +198,37 @@ class TestUpdates:
         accepted = run("enqueue", "batch", "-", stdin="\n".join(good))
         assert accepted.exit_code == 0, accepted.output
         assert jobs_of(redis_client) == accepted.stdout.split()
+
+
+@pytest.mark.usefixtures("partial")
+def test_the_operator_sees_the_order_s_invoices(redis_client: redis.Redis) -> None:
+    sale = enqueue_invoice(ORDER, invoice("NF-1", 6000))
+    second = enqueue_invoice(ORDER, invoice("NF-2", 4000))
+    refund = enqueue_invoice(ORDER, invoice("NF-R1", 1000, "Input"))
+    result = CliRunner().invoke(cli, ["order", ORDER, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["invoices"] == [
+        {
+            "invoiceNumber": "NF-1",
+            "type": "Output",
+            "invoiceValue": 6000,
+            "state": "ready",
+            "jobId": sale,
+        },
+        {
+            "invoiceNumber": "NF-2",
+            "type": "Output",
+            "invoiceValue": 4000,
+            "state": "queued",
+            "jobId": second,
+        },
+        {
+            "invoiceNumber": "NF-R1",
+            "type": "Input",
+            "invoiceValue": 1000,
+            "state": "queued",
+            "jobId": refund,
+        },
+    ]
+    shown = CliRunner().invoke(cli, ["order", ORDER], catch_exceptions=False).stdout
+    assert "NF-2     Output  4,000  queued" in shown

@@ -60,13 +60,27 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class InvoiceRecord:
+    """One invoice the relay enqueued for an order, from its ledger (kept for the order's life,
+    unlike a done job's record): number, ``Output`` or ``Input``, value in cents, job state."""
+
+    number: str
+    type: str
+    value: int | None
+    job_id: str
+    state: str
+
+
+@dataclass(frozen=True)
 class OrderStatus:
-    """An order's state (idle | active | held), its head's seq (0 when idle) and its jobs."""
+    """An order's state (idle | active | held), its head's seq (0 when idle), its jobs and its
+    invoices (in enqueue order)."""
 
     ref: OrderRef
     state: str
     head: int
     jobs: list[JobRecord]
+    invoices: list[InvoiceRecord] = field(default_factory=list)
 
 
 def list_dead(client: "redis.Redis") -> list[JobRecord]:
@@ -120,7 +134,28 @@ def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
         if job.state == "queued" and state == "held":
             job = replace(job, state="held")
         jobs.append(job)
-    return OrderStatus(ref, state, int(order.get("head", "0")), jobs)
+    invoices = _invoices(replies[-1], {job.job_id: job for job in jobs})
+    return OrderStatus(ref, state, int(order.get("head", "0")), jobs, invoices)
+
+
+def _invoices(ledger: Mapping[Any, Any], jobs: Mapping[str, JobRecord]) -> list[InvoiceRecord]:
+    found = []
+    for number, entry in ledger.items():
+        # "job_id digest type value"; an entry written before type and value were kept has
+        # neither.
+        job_id, _digest, kind, value = [*text(entry).split(" "), "", "", ""][:4]
+        job = jobs.get(job_id)
+        found.append(
+            InvoiceRecord(
+                text(number),
+                kind,
+                int(value) if value.isdigit() else None,
+                job_id,
+                job.state if job is not None else "done",
+            )
+        )
+    seq_of = {job_id: job.seq or 0 for job_id, job in jobs.items()}
+    return sorted(found, key=lambda invoice: seq_of.get(invoice.job_id, 0))
 
 
 def _read_order(
@@ -132,6 +167,7 @@ def _read_order(
     pipe.hgetall(ref.key("order"))
     for _seq, job_id in seqs:
         _queue_reads(pipe, ref, job_id)
+    pipe.hgetall(ref.key("invoices"))
     return pipe.execute()
 
 

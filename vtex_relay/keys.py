@@ -6,7 +6,7 @@ key                                    type     holds
 ``vr:{ACCOUNT:ORDER}:order``           hash     head, state, last_seq, the invoice ledger
 ``vr:{ACCOUNT:ORDER}:seqs``            hash     seq -> job id, in enqueue order
 ``vr:{ACCOUNT:ORDER}:dedup``           hash     a job's identity -> job id
-``vr:{ACCOUNT:ORDER}:invoices``        hash     invoice number -> "job_id digest"
+``vr:{ACCOUNT:ORDER}:invoices``        hash     invoice number -> "job_id digest type value"
 ``vr:{ACCOUNT:ORDER}:tracked``         set      invoice numbers given a tracking number
 ``vr:{ACCOUNT:ORDER}:job:ID``          hash     the job: kind, seq, state, message, tries, lease
 ``vr:{ACCOUNT:ORDER}:job:ID:attempts`` list     one JSON record per try

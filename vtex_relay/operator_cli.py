@@ -118,6 +118,16 @@ def order(order_id: str, account: str | None, as_json: bool) -> None:
                     "state": status.state,
                     "head": status.head or None,
                     "jobs": [_job_json(j, attempts=True) for j in status.jobs],
+                    "invoices": [
+                        {
+                            "invoiceNumber": i.number,
+                            "type": i.type,
+                            "invoiceValue": i.value,
+                            "state": i.state,
+                            "jobId": i.job_id,
+                        }
+                        for i in status.invoices
+                    ],
                 }
             )
         )
@@ -137,6 +147,12 @@ def order(order_id: str, account: str | None, as_json: bool) -> None:
         for job in status.jobs
     ]
     lines.append(_table(["SEQ", "JOB ID", "KIND", "STATE", "TRIES", "DUE AT", "LAST ERROR"], rows))
+    if status.invoices:
+        invoices = [
+            [i.number, i.type, f"{i.value:,}" if i.value is not None else "", i.state]
+            for i in status.invoices
+        ]
+        lines += ["", _table(["INVOICE", "TYPE", "VALUE", "STATE"], invoices)]
     lines += [
         f"\njob {j.job_id} is dead: see `vtex-relay dlq show {j.job_id}`"
         for j in status.jobs

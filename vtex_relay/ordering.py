@@ -165,6 +165,7 @@ class Ordering:
             str(job.body.get("type", "")) if job.kind == "invoice" else "",
             job.invoice_policy,
             "1" if job.kind == "tracking-number" or job.body.get("trackingNumber") else "0",
+            str(job.body.get("invoiceValue", "")) if job.kind == "invoice" else "",
         ]
         return names, args
 
@@ -202,7 +203,7 @@ class Ordering:
         pipe = self.client.pipeline(transaction=False)
         for ref, number in pairs:
             pipe.hget(ref.key("invoices"), number)
-        held = [tuple(text(v).split(" ", 1)) if v is not None else None for v in pipe.execute()]
+        held = [tuple(text(v).split(" ")[:2]) if v is not None else None for v in pipe.execute()]
         for (ref, _number), entry in zip(pairs, held, strict=True):
             if entry is not None:
                 pipe.hget(ref.job_key(entry[0]), "state")

@@ -5,7 +5,7 @@
 --       same order, or ""), invoice_type ("Output" | "Input"; "" for updates),
 --       policy ("single": one Output invoice per order | "partial": any number),
 --       tracks ("1": the job gives its invoice a tracking number: a tracking-number job, or an
---       invoice whose body has one)
+--       invoice whose body has one), invoice_value (an invoice's invoiceValue, in cents)
 -- Returns {"enqueued", job_id} | {"duplicate", existing_id}
 --       | {"conflict", existing_id, number, state} | {"skipped"}
 --       | {"unknown-invoice", "NF-1 NF-2"} | {"untracked"}
@@ -16,7 +16,7 @@ local okey, seqs, jkey, queue, dedup = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[
 local invoices, tracked = KEYS[6], KEYS[7]
 local ref, job_id, kind, message, digest, number, enqueued_at, fingerprint, after =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local invoice_type, policy, tracks = ARGV[10], ARGV[11], ARGV[12]
+local invoice_type, policy, tracks, invoice_value = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 
 if redis.call("EXISTS", jkey) == 1 then
   -- The same job again (a producer retrying after a failed pipeline, whose scripts may have
@@ -59,7 +59,7 @@ if kind == "invoice" then
   -- of a posted invoice; a re-POST only renews its receipt), unless its job was discarded.
   local held = redis.call("HGET", invoices, number)
   if held then
-    local holder, held_digest = string.match(held, "^(%S+) (%S*)$")
+    local holder, held_digest = string.match(held, "^(%S+) (%S+)")
     local state = redis.call("HGET", job_key(ref, holder), "state") or "done"
     if state ~= "discarded" then
       if held_digest == digest then
@@ -81,7 +81,9 @@ if kind == "invoice" then
     end
     changes = {"invoice_job", job_id, "invoice_digest", digest, "invoice_number", number}
   end
-  redis.call("HSET", invoices, number, job_id .. " " .. digest)
+  -- "job_id digest type value": the operator's view of the order's invoices reads it too.
+  local entry = table.concat({job_id, digest, invoice_type, invoice_value}, " ")
+  redis.call("HSET", invoices, number, entry)
 end
 
 local seq = redis.call("HINCRBY", okey, "last_seq", 1)
