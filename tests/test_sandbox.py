@@ -241,8 +241,10 @@ def test_partial_invoices_and_repeat_post(sb: Sandbox) -> None:
     refund = {**SEED_INVOICE, "type": "Input", "invoiceNumber": "R1", "invoiceValue": "9000"}
     assert post(sb, "11-01", refund).status_code == 200
     assert sb.http.get(f"{OMS}/11-01").json()["status"] == "handling"  # Input does not count
-    again = post(sb, "11-01", {**SEED_INVOICE, "invoiceNumber": "A1", "invoiceValue": "4000"})
+    again = post(sb, "11-01", {**SEED_INVOICE, "invoiceNumber": "A1", "invoiceValue": "5000"})
     assert again.json()["receipt"] != first.json()["receipt"]
+    # As VTEX does: a number posted again only renews its receipt; its value stays 4000.
+    assert packages(sb, "11-01")[0]["invoiceValue"] == 4000
     assert sb.http.get(f"{OMS}/11-01").json()["status"] == "handling"
     post(sb, "11-01", {**SEED_INVOICE, "invoiceNumber": "A2", "invoiceValue": "6000"})
     order = sb.control.order("11-01")

@@ -126,10 +126,15 @@ class Orders:
     def post_invoice(self, order: Order, body: dict[str, Any]) -> dict[str, Any]:
         """Record an invoice (a validated POST body) as a package; return the receipt.
 
-        An existing invoiceNumber is replaced and gets a new receipt. The order becomes
-        "invoiced" once its Output invoices add up to its value, and then stays so.
+        A number posted before only gets a new receipt, as in VTEX (since 2023): nothing of
+        the invoice changes. The order becomes "invoiced" once its Output invoices add up to its
+        value, and then stays so.
         """
         number = body["invoiceNumber"]
+        if number in order.packages:
+            order.writes["invoice"] += 1
+            order.invoice_posts[number] += 1
+            return _receipt(order)
         skus = {item.get("id"): index for index, item in enumerate(order.items)}
         package: dict[str, Any] = {
             "courier": None,
