@@ -36,9 +36,10 @@ from vtex_relay.keys import OrderRef
 from vtex_relay.models import Receipt
 from vtex_relay.oms_client import OmsClient
 from vtex_relay.ordering import Claim, Decision, Ordering
-from vtex_relay.reconcile import landed
+from vtex_relay.reconcile import shows
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings
+from vtex_relay.totals import total_problem
 
 HOST = socket.gethostname()
 log = logging.getLogger(__name__)
@@ -170,11 +171,27 @@ def decide(
     redact = redact or _redactor(settings)
     now = datetime.now(UTC)
     try:
-        if claim.uncertain and landed(client, job, send_by=send_by):
+        # One GET order serves both the reconciliation and, for an invoice, the total check.
+        checked = job.kind == "invoice" and settings.verify_order_total
+        order = None
+        if claim.uncertain or checked:
+            order = client.get_order(job.account, job.order_id, send_by=send_by)
+        if claim.uncertain and order is not None and shows(order, job):
             logger.info(
                 "%s: already at VTEX (an earlier try landed), not sent again", job.describe()
             )
             return Try(Attempt(at=now, outcome="reconciled", worker=worker), "done")
+        problem = (
+            total_problem(order, job.body, settings.policy_for(job.account))
+            if (checked and order is not None)
+            else None
+        )
+        if problem is not None:
+            logger.error(
+                "%s: not sent, it would leave the order wrong: %s", job.describe(), problem
+            )
+            message = f"not sent: {problem} (VERIFY_ORDER_TOTAL)"
+            return Try(Attempt(at=now, outcome="permanent", message=message, worker=worker), "dead")
         receipt = send(client, job, send_by)
     except RetryableError as exc:
         attempt = _failed(now, "retryable", exc, worker, redact, maybe_applied=exc.maybe_applied)

@@ -14,7 +14,11 @@ from vtex_relay.oms_client import OmsClient
 def landed(client: OmsClient, job: Job, *, send_by: float | None = None) -> bool:
     """True if VTEX's order shows *job*'s effect. Raises ``OmsError`` if the GET fails and
     ``LeaseExpired`` if it was not sent by *send_by* (see ``OmsClient``)."""
-    order = client.get_order(job.account, job.order_id, send_by=send_by)
+    return shows(client.get_order(job.account, job.order_id, send_by=send_by), job)
+
+
+def shows(order: dict[str, Any], job: Job) -> bool:
+    """True if *order*, as GET order returned it, shows *job*'s effect."""
     package = _package(order, job.invoice_number)
     if package is None:
         return False

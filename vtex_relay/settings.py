@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     vtex_account_rates: Annotated[dict[Account, AccountSettings], NoDecode] = {}
     vtex_429_pause: float = Field(default=60.0, ge=0)
     invoice_policy: InvoicePolicy = "single"
+    verify_order_total: bool = True
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 
     @field_validator("redis_url")

@@ -1,0 +1,138 @@
+"""An invoice that would leave the order wrong is not sent (VERIFY_ORDER_TOTAL, on by default).
+
+The rules on their own (``totals.total_problem``), then a real worker with the check on, the
+sandbox's orders carrying their totals: what VTEX received (a GET, and a POST only when the
+invoice fits) and what the dead-letter queue holds.
+"""
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.processes import Worker, wait_for
+from tests.seed import SEED_INVOICE, SEED_TRACKING, SEED_TRACKING_NUMBER
+from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
+from vtex_relay.dead_letters import list_dead
+from vtex_relay.sandbox import SandboxControl
+from vtex_relay.settings import Settings
+from vtex_relay.totals import total_problem
+
+ACCOUNT = "teststore"
+
+
+def invoice(number: str, value: int, kind: str = "Output") -> dict[str, Any]:
+    return {
+        "type": kind,
+        "issuanceDate": "2024-01-31T18:25:43-05:00",
+        "invoiceNumber": number,
+        "invoiceValue": str(value),
+        "items": [{"id": "123", "price": value, "quantity": 1}],
+    }
+
+
+def order(total: int, *packages: tuple[str, str, int]) -> dict[str, Any]:
+    """GET order's answer: *total*, and (number, type, value) packages."""
+    shown = [{"invoiceNumber": n, "type": t, "invoiceValue": v} for n, t, v in packages]
+    return {"value": total, "packageAttachment": {"packages": shown}}
+
+
+class TestRules:
+    def test_single_wants_the_order_total(self) -> None:
+        assert total_problem(order(10000), invoice("A", 10000), "single") is None
+        assert total_problem(order(10000), invoice("A", 9000), "single") == (
+            "invoice 9000 != order total 10000"
+        )
+
+    def test_partial_invoices_add_up_to_the_total_at_most(self) -> None:
+        assert total_problem(order(10000), invoice("A", 6000), "partial") is None
+        shown = order(10000, ("A", "Output", 6000))
+        assert total_problem(shown, invoice("B", 4000), "partial") is None
+        assert total_problem(shown, invoice("B", 5000), "partial") == (
+            "invoices 6000 + 5000 > order total 10000"
+        )
+        # An earlier try of this very invoice landed: it is not counted twice.
+        assert total_problem(shown, invoice("A", 6000), "partial") is None
+
+    def test_a_return_needs_a_fully_invoiced_order(self) -> None:
+        half = order(10000, ("A", "Output", 6000))
+        assert "invoiced 6000 of 10000" in (
+            total_problem(half, invoice("R", 1000, "Input"), "partial") or ""
+        )
+        full = order(10000, ("A", "Output", 10000), ("R1", "Input", 7000))
+        assert total_problem(full, invoice("R2", 3000, "Input"), "single") is None
+        assert total_problem(full, invoice("R2", 4000, "Input"), "single") == (
+            "returns 7000 + 4000 > invoiced 10000"
+        )
+
+    def test_an_order_without_a_total_is_not_judged(self) -> None:
+        assert total_problem({"packageAttachment": None}, invoice("A", 1), "single") is None
+
+    def test_on_by_default(self) -> None:
+        assert Settings.model_fields["verify_order_total"].default is True
+
+
+@pytest.fixture
+def checking(sandbox: SandboxControl, redis_client: redis.Redis) -> Iterator[Worker]:
+    """A worker with the check on; account "teststore" partial, "single" the default policy."""
+    env = {
+        **os.environ,
+        "VERIFY_ORDER_TOTAL": "true",
+        "VTEX_ACCOUNTS": '{"splitstore": {"invoicePolicy": "partial"}}',
+    }
+    worker = Worker(env, "wtotal").start()
+    yield worker
+    worker.stop()
+
+
+def writes(sandbox: SandboxControl, order_id: str) -> list[str]:
+    return [r.method for r in sandbox.requests(order_id=order_id) if r.method != "GET"]
+
+
+def test_the_guide_s_bodies_still_deliver(sandbox: SandboxControl, checking: Worker) -> None:
+    enqueue_invoice("o-guide", SEED_INVOICE)
+    number = SEED_INVOICE["invoiceNumber"]
+    enqueue_tracking_number("o-guide", number, SEED_TRACKING_NUMBER)
+    enqueue_tracking("o-guide", number, SEED_TRACKING)
+    wait_for(lambda: len(writes(sandbox, "o-guide")) == 3, what="POST, PATCH, PUT")
+    assert writes(sandbox, "o-guide") == ["POST", "PATCH", "PUT"]
+    assert sandbox.order("o-guide", ACCOUNT)["order"]["status"] == "invoiced"
+
+
+def test_an_invoice_below_the_total_is_dead_lettered_unsent(
+    sandbox: SandboxControl, checking: Worker, redis_client: redis.Redis
+) -> None:
+    sandbox.seed_order("o-short", value=10000, account=ACCOUNT)
+    job = enqueue_invoice("o-short", invoice("NF-9", 9000))
+    [dead] = wait_for(lambda: list_dead(redis_client), what="the invoice dead-lettered")
+    assert dead.job_id == job
+    assert "invoice 9000 != order total 10000" in dead.last_error_line
+    assert [r.method for r in sandbox.requests(order_id="o-short")] == ["GET"]  # no POST
+
+
+def test_a_split_shipment_and_an_early_return(
+    sandbox: SandboxControl, checking: Worker, redis_client: redis.Redis, settings_env: Any
+) -> None:
+    settings_env.setenv("VTEX_ACCOUNTS", '{"splitstore": {"invoicePolicy": "partial"}}')
+    sandbox.seed_order("o-split", value=10000, account="splitstore")
+    enqueue_invoice("o-split", invoice("NF-1", 6000), account="splitstore")
+    early = enqueue_invoice("o-split", invoice("NF-R1", 1000, "Input"), account="splitstore")
+    [dead] = wait_for(lambda: list_dead(redis_client), what="the early return dead-lettered")
+    assert dead.job_id == early
+    assert "invoiced 6000 of 10000" in dead.last_error_line
+    assert writes(sandbox, "o-split") == ["POST"]  # the 6,000 invoice; the return unsent
+
+
+def test_a_split_shipment_then_a_return(
+    sandbox: SandboxControl, checking: Worker, settings_env: Any
+) -> None:
+    settings_env.setenv("VTEX_ACCOUNTS", '{"splitstore": {"invoicePolicy": "partial"}}')
+    sandbox.seed_order("o-whole", value=10000, account="splitstore")
+    for body in (invoice("NF-1", 6000), invoice("NF-2", 4000), invoice("NF-R1", 1000, "Input")):
+        enqueue_invoice("o-whole", body, account="splitstore")
+    wait_for(lambda: len(writes(sandbox, "o-whole")) == 3, what="the three invoices POSTed")
+    shown = sandbox.order("o-whole", "splitstore")
+    assert shown["order"]["status"] == "invoiced"
+    assert shown["invoicePosts"] == {"NF-1": 1, "NF-2": 1, "NF-R1": 1}
