@@ -5,16 +5,19 @@ sandbox's orders carrying their totals: what VTEX received (a GET, and a POST on
 invoice fits) and what the dead-letter queue holds.
 """
 
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from tests.processes import Worker, wait_for
 from tests.seed import SEED_INVOICE, SEED_TRACKING, SEED_TRACKING_NUMBER
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
+from vtex_relay.cli import cli
 from vtex_relay.dead_letters import list_dead
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import Settings
@@ -136,3 +139,15 @@ def test_a_split_shipment_then_a_return(
     shown = sandbox.order("o-whole", "splitstore")
     assert shown["order"]["status"] == "invoiced"
     assert shown["invoicePosts"] == {"NF-1": 1, "NF-2": 1, "NF-R1": 1}
+    # The operator sees what the last GET order read: the total, invoiced before the return.
+    view = CliRunner().invoke(cli, ["order", "o-whole", "--account", "splitstore", "--json"])
+    assert view.exit_code == 0, view.output
+    assert json.loads(view.stdout)["vtex"] | {"readAt": None} == {
+        "status": "invoiced",
+        "value": 10000,
+        "invoiced": 10000,
+        "returned": 0,
+        "readAt": None,
+    }
+    text_view = CliRunner().invoke(cli, ["order", "o-whole", "--account", "splitstore"]).stdout
+    assert "status invoiced; invoiced 10,000 of 10,000" in text_view

@@ -7,6 +7,7 @@ order; a live job is found through its order (``order_status``), since its keys 
 after the order.
 """
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -81,6 +82,7 @@ class OrderStatus:
     head: int
     jobs: list[JobRecord]
     invoices: list[InvoiceRecord] = field(default_factory=list)
+    vtex: dict[str, Any] | None = None  # the order as a worker's last GET read it
 
 
 def list_dead(client: "redis.Redis") -> list[JobRecord]:
@@ -135,7 +137,8 @@ def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
             job = replace(job, state="held")
         jobs.append(job)
     invoices = _invoices(replies[-1], {job.job_id: job for job in jobs})
-    return OrderStatus(ref, state, int(order.get("head", "0")), jobs, invoices)
+    seen = json.loads(order["vtex_seen"]) if "vtex_seen" in order else None
+    return OrderStatus(ref, state, int(order.get("head", "0")), jobs, invoices, seen)
 
 
 def _invoices(ledger: Mapping[Any, Any], jobs: Mapping[str, JobRecord]) -> list[InvoiceRecord]:

@@ -20,12 +20,13 @@ the settings, the worker's name, the redactor, the logger — so tests drive it 
 (``tasks/delivery.py``) hand it the process's own and turn its ``Result`` into what Flower shows.
 """
 
+import json
 import logging
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -39,7 +40,7 @@ from vtex_relay.ordering import Claim, Decision, Ordering
 from vtex_relay.reconcile import shows
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings
-from vtex_relay.totals import total_problem
+from vtex_relay.totals import order_view, total_problem
 
 HOST = socket.gethostname()
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Try:
     decision: Decision
     delay: float = 0.0
     pause_account: float = 0.0
+    seen: str = ""  # the order as the try's GET read it (totals.order_view, JSON), if one did
 
 
 # How ``run`` ended: a try recorded (done, retry, dead), or no try recorded: the account must
@@ -132,6 +134,7 @@ def run(
         uncertain=tried.attempt.maybe_applied,
         retention_seconds=int(settings.job_retention_days * 86400),
         pause_account=tried.pause_account,
+        seen=tried.seen,
     )
     if not kept:
         logger.warning(
@@ -165,6 +168,39 @@ def decide(
     logger: logging.Logger = log,
 ) -> Try:
     """Try *job* once under *claim* and decide what happens after: reconcile first if the claim
+    is uncertain, check an invoice against the order's total (``VERIFY_ORDER_TOTAL``), else
+    make the call. Raises ``LeaseExpired`` (nothing sent) if no request could leave by
+    *send_by*. *redact* (default: the settings' app token cut out) scrubs the attempt's
+    message, which is kept in Redis and shown by ``dlq show`` and Flower. The try's ``seen``
+    is the order as its GET read it, if it made one."""
+    seen: list[str] = []  # filled by _decide's GET, which may be followed by a failing call
+    tried = _decide(
+        job,
+        claim,
+        send_by,
+        client=client,
+        settings=settings,
+        worker=worker,
+        redact=redact,
+        logger=logger,
+        seen=seen,
+    )
+    return replace(tried, seen=seen[-1]) if seen else tried
+
+
+def _decide(
+    job: Job,
+    claim: Claim,
+    send_by: float,
+    *,
+    client: OmsClient,
+    settings: Settings,
+    worker: str = HOST,
+    redact: Redact | None = None,
+    logger: logging.Logger = log,
+    seen: list[str],
+) -> Try:
+    """Try *job* once under *claim* and decide what happens after: reconcile first if the claim
     is uncertain, else make the call. Raises ``LeaseExpired`` (nothing sent) if no request
     could leave by *send_by*. *redact* (default: the settings' app token cut out) scrubs the
     attempt's message, which is kept in Redis and shown by ``dlq show`` and Flower."""
@@ -176,6 +212,7 @@ def decide(
         order = None
         if claim.uncertain or checked:
             order = client.get_order(job.account, job.order_id, send_by=send_by)
+            seen.append(json.dumps(order_view(order)))
         if claim.uncertain and order is not None and shows(order, job):
             logger.info(
                 "%s: already at VTEX (an earlier try landed), not sent again", job.describe()

@@ -128,6 +128,7 @@ def order(order_id: str, account: str | None, as_json: bool) -> None:
                         }
                         for i in status.invoices
                     ],
+                    "vtex": status.vtex,
                 }
             )
         )
@@ -147,6 +148,14 @@ def order(order_id: str, account: str | None, as_json: bool) -> None:
         for job in status.jobs
     ]
     lines.append(_table(["SEQ", "JOB ID", "KIND", "STATE", "TRIES", "DUE AT", "LAST ERROR"], rows))
+    if status.vtex is not None:
+        seen = status.vtex
+        lines += [
+            "",
+            f"VTEX, as read at {seen.get('readAt')}: status {seen.get('status')}; invoiced "
+            f"{_cents(seen.get('invoiced'))} of {_cents(seen.get('value'))}"
+            + (f", returned {_cents(seen.get('returned'))}" if seen.get("returned") else ""),
+        ]
     if status.invoices:
         invoices = [
             [i.number, i.type, f"{i.value:,}" if i.value is not None else "", i.state]
@@ -272,6 +281,10 @@ def _job_block(job: JobRecord) -> str:
             f"to discard: vtex-relay dlq discard {job.job_id}",
         ]
     return "\n".join(lines)
+
+
+def _cents(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

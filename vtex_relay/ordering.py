@@ -274,10 +274,12 @@ class Ordering:
         uncertain: bool = False,
         retention_seconds: int,
         pause_account: float = 0.0,
+        seen: str = "",
     ) -> bool:
         """Record *attempt* and apply *decision*; False if the lease was lost meanwhile.
 
         *pause_account* > 0 (a 429's Retry-After) makes every job of the account wait that long.
+        *seen*: the order as the try's GET read it (JSON), kept on the order for operators.
         """
         reply = self._finish(
             keys=[
@@ -288,6 +290,7 @@ class Ordering:
                 DEAD,
                 self.queue,
                 ref.account_key("pause"),
+                ref.key("order"),
             ],
             args=[
                 ref.tag,
@@ -300,6 +303,7 @@ class Ordering:
                 int(uncertain),
                 retention_seconds,
                 pause_account,
+                seen,
             ],
         )
         return text(reply) == "ok"

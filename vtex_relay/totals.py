@@ -7,6 +7,7 @@ its job is dead-lettered at once with both figures, for an operator to fix and e
 or discard. ``VERIFY_ORDER_TOTAL=false`` turns the check off.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 from vtex_relay.models import InvoicePolicy
@@ -38,6 +39,19 @@ def total_problem(order: dict[str, Any], body: dict[str, Any], policy: InvoicePo
     if outputs + amount > total:
         return f"invoices {outputs} + {amount} > order total {total}"
     return None
+
+
+def order_view(order: dict[str, Any]) -> dict[str, Any]:
+    """What an operator needs of a GET order: its status, total, invoiced and returned sums,
+    and when it was read (``vtex-relay order`` shows it)."""
+    outputs, inputs = _shown(order, None)
+    return {
+        "status": order.get("status"),
+        "value": order.get("value"),
+        "invoiced": outputs,
+        "returned": inputs,
+        "readAt": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
 
 
 def _shown(order: dict[str, Any], number: object) -> tuple[int, int]:

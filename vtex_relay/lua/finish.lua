@@ -1,8 +1,9 @@
 -- Record an attempt's outcome and move the job (and its order) on.
--- KEYS: job, attempts, leases, delayed, dead, queue, pause
+-- KEYS: job, attempts, leases, delayed, dead, queue, pause, order
 -- ARGV: ref, job_id, member, token, outcome ("done"|"retry"|"dead"), attempt_json,
 --       delay_seconds (for "retry"), uncertain (0|1), retention_seconds,
---       pause_seconds (a 429's Retry-After: every job of the account waits that long; 0: none)
+--       pause_seconds (a 429's Retry-After: every job of the account waits that long; 0: none),
+--       seen (the order as the try's GET read it, JSON, or ""; kept for `vtex-relay order`)
 -- Returns "ok" | "lost" (the lease was taken over: this worker's outcome no longer counts)
 local jkey, attempts, leases, delayed, dead, queue = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local pause_key, pause = KEYS[7], tonumber(ARGV[10])
@@ -10,6 +11,9 @@ local ref, job_id, member, token, outcome, attempt, delay, uncertain, retention 
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
 
 redis.call("RPUSH", attempts, attempt)
+if ARGV[11] ~= "" then
+  redis.call("HSET", KEYS[8], "vtex_seen", ARGV[11])  -- what VTEX showed, whoever holds the lease
+end
 if pause > 0 then
   local until_ = now() + pause
   if until_ > tonumber(redis.call("GET", pause_key) or "0") then
