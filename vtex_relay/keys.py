@@ -3,7 +3,7 @@
 =====================================  =======  ===============================================
 key                                    type     holds
 =====================================  =======  ===============================================
-``vr:{ACCOUNT:ORDER}:order``           hash     head, state, last_seq, the invoice ledger
+``vr:{ACCOUNT:ORDER}:order``           hash     head, state, last_seq, its Output invoice, vtex_seen
 ``vr:{ACCOUNT:ORDER}:seqs``            hash     seq -> job id, in enqueue order
 ``vr:{ACCOUNT:ORDER}:dedup``           hash     a job's identity -> job id
 ``vr:{ACCOUNT:ORDER}:invoices``        hash     invoice number -> "job_id digest type value"
