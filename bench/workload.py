@@ -15,14 +15,19 @@ def order_id(prefix: str, index: int) -> str:
     return f"{prefix}-{index:07d}-01"
 
 
+ORDER_TOTAL = 10_000  # the sandbox's default total of an order it creates on first use
+
+
 def invoice_body(index: int) -> dict[str, Any]:
-    """An invoice body VTEX's spec (and the sandbox) accepts, with no field to normalise."""
+    """An invoice body VTEX's spec (and the sandbox) accepts, with no field to normalise, for
+    the whole of an order: its value is the sandbox's order total, so the order-total check
+    (on by default) lets it through."""
     return {
         "type": "Output",
         "issuanceDate": "2024-01-31T18:25:43-05:00",
         "invoiceNumber": f"NF-{index}",
-        "invoiceValue": "2499",
-        "items": [{"id": "123", "price": 2499, "quantity": 1}],
+        "invoiceValue": str(ORDER_TOTAL),
+        "items": [{"id": "123", "price": ORDER_TOTAL, "quantity": 1}],
     }
 
 
