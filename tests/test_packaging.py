@@ -27,13 +27,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from tests.processes import wait_for
 from vtex_relay.cli import cli
 from vtex_relay.sandbox import SandboxControl
 
@@ -233,11 +233,12 @@ class TestInstalledWheel:
                 stderr=subprocess.STDOUT,
             )
         try:
-            deadline = time.monotonic() + 30
-            while " ready." not in log.read_text(errors="replace"):
+
+            def ready() -> bool:
                 assert process.poll() is None, log.read_text(errors="replace")
-                assert time.monotonic() < deadline, log.read_text(errors="replace")
-                time.sleep(0.1)
+                return " ready." in log.read_text(errors="replace")
+
+            wait_for(ready, timeout=30, what=lambda: log.read_text(errors="replace"))
             invoice = str(ROOT / "examples" / "invoice.json")
             result = _run(venv, "vtex-relay", "enqueue", "invoice", "wheel-order-01", invoice)
             assert result.returncode == 0, result.stderr
