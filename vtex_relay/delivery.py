@@ -26,7 +26,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -173,51 +173,21 @@ def decide(
     *send_by*. *redact* (default: the settings' app token cut out) scrubs the attempt's
     message, which is kept in Redis and shown by ``dlq show`` and Flower. The try's ``seen``
     is the order as its GET read it, if it made one."""
-    seen: list[str] = []  # filled by _decide's GET, which may be followed by a failing call
-    tried = _decide(
-        job,
-        claim,
-        send_by,
-        client=client,
-        settings=settings,
-        worker=worker,
-        redact=redact,
-        logger=logger,
-        seen=seen,
-    )
-    return replace(tried, seen=seen[-1]) if seen else tried
-
-
-def _decide(
-    job: Job,
-    claim: Claim,
-    send_by: float,
-    *,
-    client: OmsClient,
-    settings: Settings,
-    worker: str = HOST,
-    redact: Redact | None = None,
-    logger: logging.Logger = log,
-    seen: list[str],
-) -> Try:
-    """Try *job* once under *claim* and decide what happens after: reconcile first if the claim
-    is uncertain, else make the call. Raises ``LeaseExpired`` (nothing sent) if no request
-    could leave by *send_by*. *redact* (default: the settings' app token cut out) scrubs the
-    attempt's message, which is kept in Redis and shown by ``dlq show`` and Flower."""
     redact = redact or _redactor(settings)
     now = datetime.now(UTC)
+    seen = ""  # a GET may be followed by a failing call: every Try carries what it read
     try:
         # One GET order serves both the reconciliation and, for an invoice, the total check.
         checked = job.kind == "invoice" and settings.verify_order_total
         order = None
         if claim.uncertain or checked:
             order = client.get_order(job.account, job.order_id, send_by=send_by)
-            seen.append(json.dumps(order_view(order)))
+            seen = json.dumps(order_view(order))
         if claim.uncertain and order is not None and shows(order, job):
             logger.info(
                 "%s: already at VTEX (an earlier try landed), not sent again", job.describe()
             )
-            return Try(Attempt(at=now, outcome="reconciled", worker=worker), "done")
+            return Try(Attempt(at=now, outcome="reconciled", worker=worker), "done", seen=seen)
         problem = (
             total_problem(order, job.body, settings.policy_for(job.account))
             if (checked and order is not None)
@@ -228,7 +198,8 @@ def _decide(
                 "%s: not sent, it would leave the order wrong: %s", job.describe(), problem
             )
             message = f"not sent: {problem} (VERIFY_ORDER_TOTAL)"
-            return Try(Attempt(at=now, outcome="permanent", message=message, worker=worker), "dead")
+            attempt = Attempt(at=now, outcome="permanent", message=message, worker=worker)
+            return Try(attempt, "dead", seen=seen)
         receipt = send(client, job, send_by)
     except RetryableError as exc:
         attempt = _failed(now, "retryable", exc, worker, redact, maybe_applied=exc.maybe_applied)
@@ -252,13 +223,14 @@ def _decide(
         # Retry-After or, without one, VTEX's advice of about a minute (VTEX_429_PAUSE).
         asked = settings.vtex_429_pause if exc.retry_after is None else exc.retry_after
         pause = max(delay, asked) if exc.status == 429 else 0.0
-        return Try(attempt, decision, delay, pause)
+        return Try(attempt, decision, delay, pause, seen)
     except PermanentError as exc:
         logger.error("%s: refused by VTEX: %s", job.describe(), exc)
-        return Try(_failed(now, "permanent", exc, worker, redact), "dead")
+        return Try(_failed(now, "permanent", exc, worker, redact), "dead", seen=seen)
     logger.info("%s: delivered, receipt %s", job.describe(), receipt.receipt)
     message = f"receipt {receipt.receipt}" if receipt.receipt else ""
-    return Try(Attempt(at=now, outcome="delivered", message=message, worker=worker), "done")
+    attempt = Attempt(at=now, outcome="delivered", message=message, worker=worker)
+    return Try(attempt, "done", seen=seen)
 
 
 def send(client: OmsClient, job: Job, send_by: float | None = None) -> Receipt:
