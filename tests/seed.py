@@ -18,10 +18,10 @@ SEED_TRACKING_NUMBER = _load("tracking-number")
 SEED_TRACKING = _load("tracking")
 
 
-def invoice(number: str, value: int = 100) -> dict[str, Any]:
-    """A minimal valid invoice body: one item worth *value* cents."""
+def invoice(number: str, value: int = 100, kind: str = "Output") -> dict[str, Any]:
+    """A minimal valid invoice body: one item worth *value* cents; *kind* Input for a return."""
     return {
-        "type": "Output",
+        "type": kind,
         "issuanceDate": "2024-01-31T18:25:43-05:00",
         "invoiceNumber": number,
         "invoiceValue": str(value),

@@ -12,6 +12,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from tests.processes import Worker, text, wait_for
+from tests.seed import invoice
 from vtex_relay import (
     InvalidJob,
     InvoiceConflict,
@@ -24,16 +25,6 @@ from vtex_relay.keys import OrderRef
 from vtex_relay.sandbox import SandboxControl
 
 ORDER = "1172452900788-01"
-
-
-def invoice(number: str, value: int, kind: str = "Output") -> dict[str, Any]:
-    return {
-        "type": kind,
-        "issuanceDate": "2024-01-31T18:25:43-05:00",
-        "invoiceNumber": number,
-        "invoiceValue": str(value),
-        "items": [{"id": "123", "price": value, "quantity": 1}],
-    }
 
 
 def jobs_of(client: redis.Redis, order: str = ORDER) -> list[str]:

@@ -15,7 +15,7 @@ import redis
 from click.testing import CliRunner
 
 from tests.processes import Worker, wait_for
-from tests.seed import SEED_INVOICE, SEED_TRACKING, SEED_TRACKING_NUMBER
+from tests.seed import SEED_INVOICE, SEED_TRACKING, SEED_TRACKING_NUMBER, invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.cli import cli
 from vtex_relay.dead_letters import list_dead
@@ -24,16 +24,6 @@ from vtex_relay.settings import Settings
 from vtex_relay.totals import total_problem
 
 ACCOUNT = "teststore"
-
-
-def invoice(number: str, value: int, kind: str = "Output") -> dict[str, Any]:
-    return {
-        "type": kind,
-        "issuanceDate": "2024-01-31T18:25:43-05:00",
-        "invoiceNumber": number,
-        "invoiceValue": str(value),
-        "items": [{"id": "123", "price": value, "quantity": 1}],
-    }
 
 
 def order(total: int, *packages: tuple[str, str, int]) -> dict[str, Any]:
