@@ -113,25 +113,45 @@ def plan_orders(rng: random.Random, count: int, prefix: str) -> list[PlannedOrde
             PlannedJob("invoice", "invoice", invoice),
             PlannedJob("tracking-number", "tracking-number", tracking_number),
         ]
-        for put in (1, 2, 3):
-            delivered = put == 3
-            events = [
-                {
-                    "city": rng.choice(["Rio", "Recife", "Curitiba"]),
-                    "state": "BR",
-                    "description": f"{order_id} PUT{put} event{e}",
-                    "date": f"2024-06-2{put}",
-                }
-                for e in range(rng.randrange(1, 3))
-            ]
-            body = {
-                "isDelivered": delivered,
-                "deliveredDate": "2024-06-23 14:30" if delivered else None,
-                "events": events,
-            }
-            jobs.append(PlannedJob("tracking", f"PUT{put}", body))
+        jobs += tracking_jobs(rng, 3, order_id)
         orders.append(PlannedOrder(order_id, number, jobs))
     return orders
+
+
+def tracking_jobs(rng: random.Random, puts: int, tag: str, label: str = "") -> list[PlannedJob]:
+    """*puts* tracking updates, the last one delivered; event descriptions start with *tag*
+    (they tell the PUTs apart in the sandbox's log), labels with *label*."""
+    jobs = []
+    for put in range(1, puts + 1):
+        delivered = put == puts
+        events = [
+            {
+                "city": rng.choice(["Rio", "Recife", "Curitiba"]),
+                "state": "BR",
+                "description": f"{tag} PUT{put} event{e}",
+                "date": f"2024-06-2{put}",
+            }
+            for e in range(rng.randrange(1, 3))
+        ]
+        body = {
+            "isDelivered": delivered,
+            "deliveredDate": "2024-06-23 14:30" if delivered else None,
+            "events": events,
+        }
+        jobs.append(PlannedJob("tracking", f"{label}PUT{put}", body))
+    return jobs
+
+
+# The faults every chaos run injects: each kind often enough to happen in a run.
+FAULTS: dict[str, Any] = {
+    "rate_5xx": 0.05,
+    "rate_429": 0.05,
+    "retry_after": 0,
+    "rate_timeout": 0.04,
+    "rate_apply_drop": 0.05,
+    "rate_apply_stall": 0.03,
+    "stall_seconds": 3,  # above VTEX_TIMEOUT=2: the worker gives up first
+}
 
 
 def enqueue_job(order: PlannedOrder, job: PlannedJob) -> str:

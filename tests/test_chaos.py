@@ -27,6 +27,7 @@ import redis
 
 from tests.chaos import (
     ANSWER_LOST,
+    FAULTS,
     Chaos,
     Findings,
     Fleet,
@@ -102,16 +103,8 @@ def run_chaos(plan: Plan, sandbox: SandboxControl, client: redis.Redis) -> Obser
     """Enqueue the plan's orders into a fleet of workers, VTEX failing at random (and workers
     killed, if planned) until every order is idle and every queue drained."""
     started = time.monotonic()
-    sandbox.set_faults(
-        rate_5xx=0.05,
-        rate_429=0.05,
-        retry_after=0,
-        rate_timeout=0.04,
-        rate_apply_drop=0.05,
-        rate_apply_stall=0.03,
-        stall_seconds=3,  # above VTEX_TIMEOUT=2: the worker gives up first
-        latency_ms=plan.latency_ms,  # applied before the write: more calls in flight at a kill
-    )
+    # The latency is applied before the write: more calls in flight at a kill.
+    sandbox.set_faults(**FAULTS, latency_ms=plan.latency_ms)
     fleet = Fleet({**os.environ, "RETRY_MAX_ATTEMPTS": "30"})
     chaos = Chaos(fleet, *plan.kills) if plan.kills else None
 

@@ -48,6 +48,7 @@ import redis
 from tests.chaos import (
     ACCOUNT,
     ANSWER_LOST,
+    FAULTS,
     PRODUCERS,
     Chaos,
     Findings,
@@ -62,6 +63,7 @@ from tests.chaos import (
     running,
     seed_for,
     stuck_report,
+    tracking_jobs,
 )
 from tests.processes import wait_for
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
@@ -144,25 +146,7 @@ def plan_chain(
         PlannedJob("invoice", f"{part}:invoice", invoice),
         PlannedJob("tracking-number", f"{part}:tracking-number", tracking_number),
     ]
-    puts = rng.randrange(1, 4)
-    for put in range(1, puts + 1):
-        delivered = put == puts
-        events = [
-            {
-                "city": rng.choice(["Rio", "Recife", "Curitiba"]),
-                "state": "BR",
-                "description": f"{order_id} {number} PUT{put} event{e}",
-                "date": f"2024-06-2{put}",
-            }
-            for e in range(rng.randrange(1, 3))
-        ]
-        body = {
-            "isDelivered": delivered,
-            "deliveredDate": "2024-06-23 14:30" if delivered else None,
-            "events": events,
-        }
-        jobs.append(PlannedJob("tracking", f"{part}:PUT{put}", body))
-    return jobs
+    return jobs + tracking_jobs(rng, rng.randrange(1, 4), f"{order_id} {number}", f"{part}:")
 
 
 def enqueue_split_job(order: SplitOrder, index: int) -> str:
@@ -311,16 +295,7 @@ def test_split_shipments_while_workers_are_killed(
     kills_rng = random.Random(rng.randrange(2**32))
 
     started = time.monotonic()
-    sandbox.set_faults(
-        rate_5xx=0.05,
-        rate_429=0.05,
-        retry_after=0,
-        rate_timeout=0.04,
-        rate_apply_drop=0.05,
-        rate_apply_stall=0.03,
-        stall_seconds=3,  # above VTEX_TIMEOUT=2: the worker gives up first
-        latency_ms=LATENCY_MS,
-    )
+    sandbox.set_faults(**FAULTS, latency_ms=LATENCY_MS)
     env = {
         **os.environ,
         "VERIFY_ORDER_TOTAL": "true",
