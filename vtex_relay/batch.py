@@ -11,7 +11,7 @@ from typing import IO, Any, NamedTuple
 
 from redis.exceptions import RedisError
 
-from vtex_relay import connections
+from vtex_relay import connections, ledgers
 from vtex_relay.errors import FieldError, InvalidJob, QueueUnavailable
 from vtex_relay.identity import body_digest
 from vtex_relay.jobs import Job
@@ -131,9 +131,10 @@ def invoice_conflicts(lines: list[BatchLine]) -> list[tuple[int, str]]:
         if earlier.digest != invoice.digest:
             reason = f"a different invoice under number {invoice.number} is on line {earlier.line}"
             conflicts[invoice.line] = f"{reason} (each invoice number once)"
+    client = connections.redis_client()
     try:
-        existing = connections.ordering().invoices(list(orders))
-        held = connections.ordering().numbers(list(numbers))
+        existing = ledgers.output_invoices(client, list(orders))
+        held = ledgers.number_holders(client, [(ref, n) for ref, n in numbers])
     except RedisError as exc:
         raise QueueUnavailable(unreachable(exc, 0)) from None
     for invoice, found in zip(orders.values(), existing, strict=True):
@@ -173,11 +174,11 @@ def update_refusals(lines: list[BatchLine]) -> list[tuple[int, str]]:
     does.
     """
     refs = sorted({line.ref for line in lines if line.kind != "invoice"}, key=lambda r: r.tag)
+    client = connections.redis_client()
     try:
-        ledgers = connections.ordering().ledgers(refs)
+        known = dict(zip(refs, ledgers.known_invoices(client, refs), strict=True))
     except RedisError as exc:
         raise QueueUnavailable(unreachable(exc, 0)) from None
-    known = dict(zip(refs, ledgers, strict=True))
     refusals: list[tuple[int, str]] = []
     for line in lines:
         if line.ref not in known:

@@ -1,18 +1,19 @@
-"""Per-order ordering and the one-invoice ledger, kept in Redis, changed only by Lua scripts.
+"""Per-order ordering and the invoice ledgers, kept in Redis, changed only by Lua scripts.
 
 Guarantees (see docs/delivery.md for the states and why each crash point is safe):
 
 - Jobs of one (account, orderId) run one at a time, in enqueue order: only an order's head
   job ever has a Celery message; the next job's message is pushed by the script that
   finishes the head. Different orders never wait on each other.
-- An order has at most one invoice job (unless an operator discarded it): a different
-  invoice is refused at enqueue, an identical one answers with the first job's id.
+- Each invoice number is one invoice, and under the ``single`` policy an order has one Output
+  invoice (unless an operator discarded it): a different one is refused at enqueue, the
+  identical one, like any identical job, answers with the first job's id.
 - Every state change is one script, so a crash of a producer, a worker or Redis between two
   calls leaves a state that the next call (or the sweep) carries on from.
 """
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from typing import Any, Literal, NamedTuple
 
@@ -168,68 +169,6 @@ class Ordering:
             str(job.body.get("invoiceValue", "")) if job.kind == "invoice" else "",
         ]
         return names, args
-
-    def invoices(self, refs: Sequence[OrderRef]) -> list[tuple[str, str, str, str] | None]:
-        """For each order, its invoice job as (job_id, digest, number, state), or None.
-
-        A discarded invoice job counts as none. Read-only: the enqueue script decides.
-        """
-        pipe = self.client.pipeline(transaction=False)
-        for ref in refs:
-            pipe.hmget(ref.key("order"), ["invoice_job", "invoice_digest", "invoice_number"])
-        rows = [[text(v) if v is not None else None for v in row] for row in pipe.execute()]
-        # The state of each invoice job found; an order without one needs no second read.
-        for ref, (job_id, *_rest) in zip(refs, rows, strict=True):
-            if job_id is not None:
-                pipe.hget(ref.job_key(job_id), "state")
-        states = iter(pipe.execute())
-        found: list[tuple[str, str, str, str] | None] = []
-        for job_id, digest, number in rows:
-            if job_id is None:
-                found.append(None)
-                continue
-            state = next(states)
-            state_text = text(state) if state is not None else "done"
-            if state_text == "discarded":
-                found.append(None)
-            else:
-                found.append((job_id, digest or "", number or "", state_text))
-        return found
-
-    def numbers(self, pairs: Sequence[tuple[OrderRef, str]]) -> list[tuple[str, str, str] | None]:
-        """For each (order, invoice number), the invoice job holding the number as (job_id,
-        digest, state), or None (a discarded one counts as none). Read-only, like ``invoices``.
-        """
-        pipe = self.client.pipeline(transaction=False)
-        for ref, number in pairs:
-            pipe.hget(ref.key("invoices"), number)
-        held = [tuple(text(v).split(" ")[:2]) if v is not None else None for v in pipe.execute()]
-        for (ref, _number), entry in zip(pairs, held, strict=True):
-            if entry is not None:
-                pipe.hget(ref.job_key(entry[0]), "state")
-        states = iter(pipe.execute())
-        found: list[tuple[str, str, str] | None] = []
-        for entry in held:
-            if entry is None:
-                found.append(None)
-                continue
-            state = text(next(states) or b"done")
-            job_id, digest = entry
-            found.append(None if state == "discarded" else (job_id, digest, state))
-        return found
-
-    def ledgers(self, refs: Sequence[OrderRef]) -> list[tuple[set[str], set[str]]]:
-        """For each order, the invoice numbers the relay has enqueued and those with a tracking
-        number (read-only: the enqueue script decides)."""
-        pipe = self.client.pipeline(transaction=False)
-        for ref in refs:
-            pipe.hkeys(ref.key("invoices"))
-            pipe.smembers(ref.key("tracked"))
-        replies = pipe.execute()
-        return [
-            ({text(n) for n in replies[2 * i]}, {text(n) for n in replies[2 * i + 1]})
-            for i in range(len(refs))
-        ]
 
     def claim(
         self,
