@@ -1,12 +1,14 @@
-"""How every ``vtex-relay`` command ends on an error: one clear message on stderr, an exit code.
+"""How ``vtex-relay`` commands speak: one clear message on stderr and an exit code on an error,
+aligned tables and UTC times in their output.
 
 Exit codes: 1 Redis unreachable or refusing (nothing enqueued or changed, unless the message
 says otherwise); 2 bad input, an unknown or not-dead job or order, bad settings.
 """
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import NoReturn
 
 import click
@@ -33,3 +35,37 @@ def fail(code: int, first: str, *more: str) -> NoReturn:
     """Print ``vtex-relay: FIRST`` and the *more* lines on stderr; exit with *code*."""
     click.echo("\n".join([f"vtex-relay: {first}", *more]), err=True)
     sys.exit(code)
+
+
+# A table cell longer than this is cut: the whole text is in `dlq show` and `--json`.
+CELL_WIDTH = 80
+
+
+def cents(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, two spaces apart; no trailing spaces."""
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def indent(text: str) -> list[str]:
+    return ["  " + line for line in text.splitlines()]
+
+
+def cut(text: str) -> str:
+    return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 1] + "…"
+
+
+def utc(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else ""
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None

@@ -7,16 +7,15 @@ cannot be reached. Times are UTC.
 """
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 import redis
 
 from vtex_relay import dead_letters
-from vtex_relay.console import clean_errors, fail
+from vtex_relay.console import cents, clean_errors, cut, fail, indent, iso, table, utc
 from vtex_relay.dead_letters import JobRecord
 from vtex_relay.errors import JobNotDead, QueueUnavailable, UnknownJob, UnknownOrder
 from vtex_relay.identifiers import check_account, check_order_id
@@ -24,9 +23,6 @@ from vtex_relay.jobs import Attempt
 from vtex_relay.keys import OrderRef
 from vtex_relay.ordering import Ordering
 from vtex_relay.settings import get_settings
-
-# A table cell longer than this is cut: the whole text is in `dlq show` and `--json`.
-_CELL_WIDTH = 80
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -53,12 +49,12 @@ def dlq_list(as_json: bool) -> None:
                 f"{job.account}/{job.order_id}",
                 job.kind or "",
                 str(job.tries),
-                _time(job.attempts[-1].at if job.attempts else None),
-                _cut(job.last_error_line),
+                utc(job.attempts[-1].at if job.attempts else None),
+                cut(job.last_error_line),
             ]
             for job in jobs
         ]
-        click.echo(_table(["JOB ID", "ORDER", "KIND", "TRIES", "DIED AT", "LAST ERROR"], rows))
+        click.echo(table(["JOB ID", "ORDER", "KIND", "TRIES", "DIED AT", "LAST ERROR"], rows))
 
 
 @dlq.command("show")
@@ -142,26 +138,26 @@ def order(order_id: str, account: str | None, as_json: bool) -> None:
             job.kind or "",
             job.state,
             str(job.tries),
-            _time(job.due_at),
-            _cut(job.last_error_line),
+            utc(job.due_at),
+            cut(job.last_error_line),
         ]
         for job in status.jobs
     ]
-    lines.append(_table(["SEQ", "JOB ID", "KIND", "STATE", "TRIES", "DUE AT", "LAST ERROR"], rows))
+    lines.append(table(["SEQ", "JOB ID", "KIND", "STATE", "TRIES", "DUE AT", "LAST ERROR"], rows))
     if status.vtex is not None:
         seen = status.vtex
         lines += [
             "",
             f"VTEX, as read at {seen.get('readAt')}: status {seen.get('status')}; invoiced "
-            f"{_cents(seen.get('invoiced'))} of {_cents(seen.get('value'))}"
-            + (f", returned {_cents(seen.get('returned'))}" if seen.get("returned") else ""),
+            f"{cents(seen.get('invoiced'))} of {cents(seen.get('value'))}"
+            + (f", returned {cents(seen.get('returned'))}" if seen.get("returned") else ""),
         ]
     if status.invoices:
         invoices = [
             [i.number, i.type, f"{i.value:,}" if i.value is not None else "", i.state]
             for i in status.invoices
         ]
-        lines += ["", _table(["INVOICE", "TYPE", "VALUE", "STATE"], invoices)]
+        lines += ["", table(["INVOICE", "TYPE", "VALUE", "STATE"], invoices)]
     lines += [
         f"\njob {j.job_id} is dead: see `vtex-relay dlq show {j.job_id}`"
         for j in status.jobs
@@ -224,8 +220,8 @@ def _job_json(job: JobRecord, *, body: bool = False, attempts: bool = False) -> 
         "state": job.state,
         "invoiceNumber": job.invoice_number,
         "tries": job.tries,
-        "dueAt": _iso(job.due_at),
-        "enqueuedAt": _iso(job.enqueued_at),
+        "dueAt": iso(job.due_at),
+        "enqueuedAt": iso(job.enqueued_at),
         "lastError": _attempt_json(job.last_error, brief=True) if job.last_error else None,
     }
     if body:
@@ -237,7 +233,7 @@ def _job_json(job: JobRecord, *, body: bool = False, attempts: bool = False) -> 
 
 def _attempt_json(attempt: Attempt, *, brief: bool = False) -> dict[str, Any]:
     data = {
-        "at": _iso(attempt.at),
+        "at": iso(attempt.at),
         "outcome": attempt.outcome,
         "status": attempt.status,
         "message": attempt.message,
@@ -256,16 +252,16 @@ def _job_block(job: JobRecord) -> str:
         ("kind", job.kind or ""),
         ("invoice", job.invoice_number or ""),
         ("tries", str(job.tries)),
-        ("enqueued", _time(job.enqueued_at)),
+        ("enqueued", utc(job.enqueued_at)),
         ("last error", job.last_error_line),
     ]
     lines = [f"{name + ':':<11} {value}" for name, value in facts if value]
-    lines += ["body:", *_indent(json.dumps(job.body, indent=2, ensure_ascii=False))]
+    lines += ["body:", *indent(json.dumps(job.body, indent=2, ensure_ascii=False))]
     lines.append(f"attempts ({len(job.attempts)}):")
     rows = [
         [
             str(n),
-            _time(a.at),
+            utc(a.at),
             a.outcome,
             str(a.status or ""),
             a.worker,
@@ -274,7 +270,7 @@ def _job_block(job: JobRecord) -> str:
         for n, a in enumerate(job.attempts, start=1)
     ]
     if rows:
-        lines += _indent(_table(["#", "AT", "OUTCOME", "STATUS", "WORKER", "MESSAGE"], rows))
+        lines += indent(table(["#", "AT", "OUTCOME", "STATUS", "WORKER", "MESSAGE"], rows))
     if job.state == "dead":
         lines += [
             f"to replay:  vtex-relay dlq replay {job.job_id}",
@@ -283,35 +279,5 @@ def _job_block(job: JobRecord) -> str:
     return "\n".join(lines)
 
 
-def _cents(value: object) -> str:
-    return f"{value:,}" if isinstance(value, int) else "?"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, two spaces apart; no trailing spaces."""
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    ]
-    return "\n".join(lines)
-
-
-def _indent(text: str) -> list[str]:
-    return ["  " + line for line in text.splitlines()]
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= _CELL_WIDTH else text[: _CELL_WIDTH - 1] + "…"
-
-
 def _name(ref: OrderRef) -> str:
     return f"{ref.account}/{ref.order_id}"
-
-
-def _time(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else ""
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
