@@ -24,6 +24,18 @@ INVOICE = json.loads((EXAMPLES / "invoice.json").read_text())
 TRACKING_NUMBER = json.loads((EXAMPLES / "tracking-number.json").read_text())
 
 
+# The guide's invoice, enqueued by the console script in a process of its own.
+ENQUEUE_EXAMPLE = [
+    sys.executable,
+    "-m",
+    "vtex_relay",
+    "enqueue",
+    "invoice",
+    "o-1",
+    str(EXAMPLES / "invoice.json"),
+]
+
+
 def run(*args: str, stdin: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
 
@@ -145,15 +157,7 @@ class TestRefusals:
     def test_unreachable_redis_fails_loudly(self) -> None:
         port = free_port()
         env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-        command = [
-            sys.executable,
-            "-m",
-            "vtex_relay",
-            "enqueue",
-            "invoice",
-            "o-1",
-            str(EXAMPLES / "invoice.json"),
-        ]
+        command = ENQUEUE_EXAMPLE
         done = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=60
         )
@@ -164,15 +168,7 @@ class TestRefusals:
 
     def test_invalid_setting_is_one_line_naming_the_variable(self) -> None:
         env = {**os.environ, "VTEX_TIMEOUT": "soon"}
-        command = [
-            sys.executable,
-            "-m",
-            "vtex_relay",
-            "enqueue",
-            "invoice",
-            "o-1",
-            str(EXAMPLES / "invoice.json"),
-        ]
+        command = ENQUEUE_EXAMPLE
         done = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, check=False
         )
