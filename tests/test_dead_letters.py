@@ -19,10 +19,9 @@ from config import get_settings
 from tests.processes import free_port
 from vtex_relay.jobs import Attempt, Job
 from vtex_relay.keys import DEAD, DISCARDED, OrderRef
-from vtex_relay.messages import QUEUE, build_message, read_message
+from vtex_relay.messages import QUEUE, read_message
 from vtex_relay.operator_cli import dlq, order
 from vtex_relay.ordering import Decision, Ordering
-from worker.app import app
 
 ACCOUNT = "teststore"
 ORDER = "1172452900788-01"
@@ -73,7 +72,7 @@ def tracking_number(order_id: str = ORDER) -> Job:
 
 
 def enqueue(ordering: Ordering, *jobs: Job) -> None:
-    list(ordering.enqueue((job, build_message(app, job, QUEUE)) for job in jobs))
+    list(ordering.enqueue(jobs))
 
 
 def queued_ids(client: redis.Redis) -> list[str]:

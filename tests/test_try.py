@@ -25,7 +25,7 @@ from vtex_relay.delivery import Result, Try, decide, run
 from vtex_relay.errors import JobDead, LeaseExpired, RetryableError
 from vtex_relay.jobs import Attempt, Job
 from vtex_relay.keys import DEAD, LEASES, OrderRef, text
-from vtex_relay.messages import build_message, message_app, read_message
+from vtex_relay.messages import read_message
 from vtex_relay.oms_client import OmsClient
 from vtex_relay.ordering import Claim, Ordering
 from vtex_relay.producer import build_job
@@ -102,9 +102,7 @@ class Relay:
         self.client = vtex.client(s)
 
     def enqueue(self, *jobs: Job) -> None:
-        app = message_app()
-        pairs = [(job, build_message(app, job, self.ordering.queue)) for job in jobs]
-        assert {e.verdict for _, e in self.ordering.enqueue(pairs)} == {"enqueued"}
+        assert {e.verdict for _, e in self.ordering.enqueue(jobs)} == {"enqueued"}
 
     def run(self, job: Job, **kwargs: Any) -> Result:
         return run(

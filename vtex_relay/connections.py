@@ -22,4 +22,4 @@ def redis_client() -> "redis.Redis":
 @lru_cache(maxsize=1)
 def ordering() -> Ordering:
     """The ordering scripts bound to ``redis_client()``."""
-    return Ordering(redis_client())
+    return Ordering(redis_client(), window=get_settings().dispatch_window)

@@ -18,7 +18,6 @@ import redis
 from vtex_relay.errors import JobNotDead, UnknownJob, UnknownOrder
 from vtex_relay.jobs import Attempt
 from vtex_relay.keys import DEAD, DISCARDED, OrderRef, text
-from vtex_relay.messages import read_message
 from vtex_relay.ordering import Ordering
 
 _FAILED = ("retryable", "permanent")
@@ -102,7 +101,7 @@ def show(client: "redis.Redis", job_id: str) -> JobRecord:
 def replay(ordering: Ordering, client: "redis.Redis", job_id: str) -> OrderRef:
     """Run dead job *job_id* again, at its place in its order, with a fresh count of tries.
 
-    Its message goes back on the queue and its order becomes active again (the jobs behind it
+    It goes back in its account's line and its order becomes active again (the jobs behind it
     still wait for it). Raises ``UnknownJob`` or ``JobNotDead``. Returns the job's order.
     """
     return _resolve(ordering, client, job_id, "replay")
@@ -111,7 +110,7 @@ def replay(ordering: Ordering, client: "redis.Redis", job_id: str) -> OrderRef:
 def discard(ordering: Ordering, client: "redis.Redis", job_id: str) -> OrderRef:
     """Give up on dead job *job_id*: its record stays (as discarded) and its order moves on.
 
-    The order's next job is dispatched, or the order becomes idle if there is none. Raises
+    The order's next job gets its turn, or the order becomes idle if there is none. Raises
     ``UnknownJob`` or ``JobNotDead``. Returns the job's order.
     """
     return _resolve(ordering, client, job_id, "discard")
@@ -222,7 +221,6 @@ def _record(
     if not raw_fields:  # expired with its retention: only done jobs expire
         return JobRecord(job_id, ref.account, ref.order_id, "done", seq=seq)
     fields = {text(k): text(v) for k, v in raw_fields.items()}
-    kwargs: dict[str, Any] = read_message(fields["message"])[1] if "message" in fields else {}
     due_at, enqueued_at = fields.get("due_at"), fields.get("enqueued_at")
     return JobRecord(
         job_id=job_id,
@@ -235,6 +233,6 @@ def _record(
         tries=int(fields.get("tries", "0")),
         due_at=datetime.fromtimestamp(float(due_at), UTC) if due_at else None,
         enqueued_at=datetime.fromisoformat(enqueued_at) if enqueued_at else None,
-        body=kwargs.get("body"),
+        body=json.loads(fields["body"]) if "body" in fields else None,
         attempts=[Attempt.model_validate_json(raw) for raw in raw_attempts],
     )

@@ -8,14 +8,19 @@ key                                    type     holds
 ``vr:{ACCOUNT:ORDER}:dedup``           hash     a job's identity -> job id
 ``vr:{ACCOUNT:ORDER}:invoices``        hash     invoice number -> "job_id digest type value"
 ``vr:{ACCOUNT:ORDER}:tracked``         set      invoice numbers given a tracking number
-``vr:{ACCOUNT:ORDER}:job:ID``          hash     the job: kind, seq, state, message, tries, lease
+``vr:{ACCOUNT:ORDER}:job:ID``          hash     the job: kind, seq, state, body, tries, lease
 ``vr:{ACCOUNT:ORDER}:job:ID:attempts`` list     one JSON record per try
 ``vr:delayed``                         zset     jobs waiting for a retry or a rate-limit slot
 ``vr:leases``                          zset     running jobs by lease expiry
-``vr:ready``                           zset     ready jobs by when they became ready
-``vr:dispatched``                      string   numbers given to messages pushed at the back
+``vr:ready``                           zset     jobs with a message out, by when it was pushed
+``vr:dispatched``                      string   numbers given to pushed messages
 ``vr:dispatched:claimed``              string   the highest such number claimed
 ``vr:dead``, ``vr:discarded``          hash     job id -> ``ACCOUNT:ORDER``
+``vr:lines``                           zset     accounts whose line must be pumped, by when
+``vr:account:ACCOUNT:line``            list     the account's waiting jobs (``ACCOUNT:ORDER ID``)
+``vr:account:ACCOUNT:out``             set      its jobs with a message out (its window)
+``vr:account:ACCOUNT:jobs``            hash     how many of its jobs are in each state
+``vr:account:ACCOUNT:limits``          string   its rate and burst, as the workers last had them
 ``vr:account:ACCOUNT:rate``            string   the account's token bucket (GCRA)
 ``vr:account:ACCOUNT:pause``           string   the account's 429 pause, until when
 =====================================  =======  ===============================================
@@ -39,6 +44,7 @@ DISPATCHED = f"{PREFIX}:dispatched"
 CLAIMED = f"{PREFIX}:dispatched:claimed"
 DEAD = f"{PREFIX}:dead"
 DISCARDED = f"{PREFIX}:discarded"
+LINES = f"{PREFIX}:lines"
 
 
 def order(tag: str, name: str) -> str:
@@ -58,7 +64,7 @@ def attempts(tag: str, job_id: str) -> str:
 
 
 def account(name: str, what: str) -> str:
-    """A key of account *name*: ``rate`` (its token bucket) or ``pause`` (its 429 pause)."""
+    """A key of account *name*: ``line``, ``out``, ``jobs``, ``limits``, ``rate`` or ``pause``."""
     return f"{PREFIX}:account:{name}:{what}"
 
 
@@ -107,11 +113,14 @@ def text(value: Any) -> str:
 
 
 LUA = f"""
-local READY, DISPATCHED = "{READY}", "{DISPATCHED}"
+local READY, DISPATCHED, CLAIMED, LINES = "{READY}", "{DISPATCHED}", "{CLAIMED}", "{LINES}"
 local function order_key(ref, name)
   return "{PREFIX}:{{" .. ref .. "}}:" .. name
 end
 local function job_key(ref, job_id)
   return order_key(ref, "job:" .. job_id)
+end
+local function account_key(account, what)
+  return "{PREFIX}:account:" .. account .. ":" .. what
 end
 """

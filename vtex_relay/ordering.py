@@ -3,8 +3,11 @@
 Guarantees (see docs/delivery.md for the states and why each crash point is safe):
 
 - Jobs of one (account, orderId) run one at a time, in enqueue order: only an order's head
-  job ever has a Celery message; the next job's message is pushed by the script that
-  finishes the head. Different orders never wait on each other.
+  job ever has a Celery message; the next job gets its turn from the script that finishes
+  the head. Different orders never wait on each other.
+- Accounts share the workers fairly: an account's jobs whose turn has come wait in its line
+  in Redis, and at most ``window`` of them have a message in the Celery queue at once (a
+  rate-limited or paused account's, only when it may send); see ``common.lua``, ``pump``.
 - Each invoice number is one invoice, and under the ``single`` policy an order has one Output
   invoice (unless an operator discarded it): a different one is refused at enqueue, the
   identical one, like any identical job, answers with the first job's id.
@@ -18,9 +21,10 @@ from importlib import resources
 from typing import Any, Literal, NamedTuple
 
 import redis
+from pydantic_core import to_json
 from redis.commands.core import Script
 
-from vtex_relay import keys
+from vtex_relay import keys, messages
 from vtex_relay.identity import body_digest, fingerprint
 from vtex_relay.jobs import Job
 from vtex_relay.keys import CLAIMED, DEAD, DELAYED, DISCARDED, LEASES, READY, OrderRef, text
@@ -72,33 +76,40 @@ Decision = Literal["done", "retry", "dead"]
 
 
 class Swept(NamedTuple):
-    """What one sweep dispatched: retries due, throttled jobs released (their rate-limit slot
-    or the account's pause is near: not a retry, no try counted), jobs recovered from expired
-    leases, lost messages replaced."""
+    """What one sweep did: retries due, throttled jobs released (their rate-limit slot or the
+    account's pause is near: not a retry, no try counted), jobs recovered from expired leases,
+    lost messages replaced; and in how many seconds an account's line is next due (None:
+    none is waiting on its rate or a pause)."""
 
     retried: int
     released: int
     recovered: int
     replaced: int
+    next_due: float | None = None
+
+
+# The most messages one account may have in the Celery queue (``DISPATCH_WINDOW``).
+DEFAULT_WINDOW = 32
 
 
 class Ordering:
     """The scripts, bound to one Redis client (thread-safe: redis-py pools connections)."""
 
-    def __init__(self, client: "redis.Redis", queue: str = QUEUE) -> None:
+    def __init__(
+        self, client: "redis.Redis", queue: str = QUEUE, window: int = DEFAULT_WINDOW
+    ) -> None:
         self.client = client
         self.queue = queue
+        self.window = window
         self._enqueue = _script(client, "enqueue")
         self._claim = _script(client, "claim")
         self._finish = _script(client, "finish")
         self._sweep = _script(client, "sweep")
         self._resolve = _script(client, "resolve")
 
-    def enqueue(
-        self, jobs: Iterable[tuple[Job, str]], batch: int = 1000
-    ) -> Iterator[tuple[Job, Enqueued]]:
-        """Append each (job, message) to its order, in order: a single job in one script call,
-        more in pipelines of *batch* jobs, each sent while Redis runs the one before.
+    def enqueue(self, jobs: Iterable[Job], batch: int = 1000) -> Iterator[tuple[Job, Enqueued]]:
+        """Append each job to its order, in order: a single job in one script call, more in
+        pipelines of *batch* jobs, each sent while Redis runs the one before.
 
         A job after the first of its order in this call is enqueued only if the one before it
         is in the order (else ``skipped``), so a call that fails part-way leaves every order a
@@ -109,8 +120,8 @@ class Ordering:
         iterator = iter(jobs)
         first = list(itertools.islice(iterator, 2))
         if len(first) == 1:
-            job, message = first[0]
-            names, args = self._enqueue_call(job, message, latest)
+            [job] = first
+            names, args = self._enqueue_call(job, latest)
             try:
                 reply: Any = self._enqueue(keys=names, args=args)
             except redis.ResponseError as exc:
@@ -126,19 +137,15 @@ class Ordering:
                 chunk,
                 [
                     ["EVALSHA", self._enqueue.sha, len(names), *names, *args]
-                    for names, args in (self._enqueue_call(*pair, latest) for pair in chunk)
+                    for names, args in (self._enqueue_call(job, latest) for job in chunk)
                 ],
             )
             for chunk in _chunks(itertools.chain(first, iterator), batch)
         )
         for chunk, replies in overlapped(self.client, batches, raise_on_error=False):
-            yield from (
-                (job, _enqueued(job, r)) for (job, _), r in zip(chunk, replies, strict=True)
-            )
+            yield from ((job, _enqueued(job, r)) for job, r in zip(chunk, replies, strict=True))
 
-    def _enqueue_call(
-        self, job: Job, message: str, latest: dict[OrderRef, str]
-    ) -> tuple[list[str], list[str]]:
+    def _enqueue_call(self, job: Job, latest: dict[OrderRef, str]) -> tuple[list[str], list[str]]:
         ref = OrderRef.of(job)
         digest = body_digest(job.body) if job.kind == "invoice" else ""
         mark = fingerprint(job, digest)
@@ -157,16 +164,17 @@ class Ordering:
             ref.tag,
             job.job_id,
             job.kind,
-            message,
+            to_json(job.body).decode(),
             digest,
             job.invoice_number or "",
-            job.enqueued_at.isoformat(),
+            to_json(job.enqueued_at).decode()[1:-1],  # as in the task message
             mark,
             after,
             str(job.body.get("type", "")) if job.kind == "invoice" else "",
             job.invoice_policy,
             "1" if job.kind == "tracking-number" or job.body.get("trackingNumber") else "0",
             str(job.body.get("invoiceValue", "")) if job.kind == "invoice" else "",
+            str(self.window),
         ]
         return names, args
 
@@ -190,8 +198,9 @@ class Ordering:
                 ref.account_key("pause"),
                 READY,
                 CLAIMED,
+                self.queue,
             ],
-            args=[ref.member(job_id), token, lease_seconds, rate, burst],
+            args=[ref.member(job_id), token, lease_seconds, rate, burst, self.window],
         )
         verdict = text(reply[0])
         if verdict == "run":
@@ -243,18 +252,21 @@ class Ordering:
                 retention_seconds,
                 pause_account,
                 seen,
+                self.window,
             ],
         )
         return text(reply) == "ok"
 
     def sweep(self, lost_after: float, limit: int = 2000) -> "Swept":
-        """Dispatch due retries and throttled jobs whose slot is near, recover expired leases,
-        and replace the messages of jobs ready for over *lost_after* seconds that are no longer
-        in the queue; return how many of each."""
+        """Give their turn back to due retries and throttled jobs whose slot is near, recover
+        expired leases, pump the accounts' lines that are due, and replace the messages of
+        jobs out for over *lost_after* seconds that are no longer in the queue."""
         reply = self._sweep(
-            keys=[DELAYED, LEASES, self.queue, READY, CLAIMED], args=[limit, lost_after]
+            keys=[DELAYED, LEASES, self.queue, READY, CLAIMED],
+            args=[limit, lost_after, self.window],
         )
-        return Swept(*(int(n) for n in reply))
+        next_due = float(text(reply[4]))
+        return Swept(*(int(n) for n in reply[:4]), next_due if next_due >= 0 else None)
 
     def resolve(
         self, ref: OrderRef, job_id: str, action: Literal["replay", "discard"]
@@ -262,7 +274,7 @@ class Ordering:
         """Replay or discard a dead job; None if done, else the job's actual state."""
         reply = self._resolve(
             keys=[ref.job_key(job_id), DEAD, DISCARDED, self.queue],
-            args=[ref.tag, job_id, action],
+            args=[ref.tag, job_id, action, self.window],
         )
         return None if text(reply) == "ok" else text(reply[1])
 
@@ -277,10 +289,10 @@ _WORKER_FLAGS = "#!lua flags=allow-oom\n"
 def _script(client: "redis.Redis", name: str) -> Script:
     folder = resources.files("vtex_relay") / "lua"
     source = (folder / "common.lua").read_text() + (folder / f"{name}.lua").read_text()
-    return Script(client, _FLAGS.get(name, _WORKER_FLAGS) + keys.LUA + source)
+    return Script(client, _FLAGS.get(name, _WORKER_FLAGS) + keys.LUA + messages.lua() + source)
 
 
-def _chunks(items: Iterable[tuple[Job, str]], size: int) -> Iterator[list[tuple[Job, str]]]:
+def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis
-from celery import Celery
 from pydantic_core import to_json
 from redis.exceptions import RedisError
 
@@ -17,7 +16,6 @@ from vtex_relay import connections
 from vtex_relay.errors import FieldError, InvalidJob, InvoiceConflict, QueueUnavailable
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.jobs import Job
-from vtex_relay.messages import QUEUE, build_message, message_app
 from vtex_relay.models import KINDS, validate_body
 from vtex_relay.ordering import Enqueued
 from vtex_relay.settings import get_settings
@@ -183,11 +181,10 @@ def enqueue_many(jobs: Iterable[Job]) -> list[Enqueued]:
     or skipped because an earlier job of its order here was not enqueued: an order never
     gets a later job without the earlier ones. ``QueueUnavailable`` if Redis went away.
     """
-    app = _celery()
-    messages = ((job, build_message(app, job, QUEUE)) for job in jobs)
+    get_settings()  # raises ConfigurationError (not SystemExit) for a library caller
     results: list[Enqueued] = []
     try:
-        results.extend(result for _job, result in connections.ordering().enqueue(messages))
+        results.extend(result for _job, result in connections.ordering().enqueue(jobs))
     except RedisError as exc:
         raise QueueUnavailable(unreachable(exc, len(results))) from None
     return results
@@ -216,11 +213,6 @@ def _shown(value: object) -> str:
     if value is None or isinstance(value, bool):
         return repr(value)
     return f"a value of type {type(value).__name__}"
-
-
-def _celery() -> Celery:
-    get_settings()  # raises ConfigurationError (not SystemExit) for a library caller
-    return message_app()
 
 
 def update_refusal(job: Job, result: Enqueued) -> str:

@@ -22,11 +22,13 @@ from vtex_relay.settings import get_settings
 log = logging.getLogger(__name__)
 
 _stop = threading.Event()
+MIN_WAIT = 0.01  # at most 100 sweeps a second, however many accounts are due
 
 
 def sweep_forever(interval: float, lost_after: float) -> None:
     """Sweep until the worker shuts down; a Redis outage is logged and waited out."""
     while not _stop.is_set():
+        wait = interval
         try:
             swept = ordering().sweep(lost_after)
         except RedisError as exc:
@@ -44,7 +46,11 @@ def sweep_forever(interval: float, lost_after: float) -> None:
                     swept.retried,
                     swept.released,
                 )
-        _stop.wait(interval)
+            if swept.next_due is not None:
+                # An account's line is due sooner (its rate or pause lets it send): wake then,
+                # so that it sends at its rate, not in bursts a sweep interval apart.
+                wait = min(interval, max(swept.next_due, MIN_WAIT))
+        _stop.wait(wait)
 
 
 @worker_ready.connect

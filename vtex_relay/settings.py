@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     invoice_policy: InvoicePolicy = "single"
     verify_order_total: bool = True
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # The most messages one account may have in the Celery queue at once (fair share).
+    dispatch_window: int = Field(default=32, ge=1, le=10_000)
 
     @field_validator("redis_url")
     @classmethod

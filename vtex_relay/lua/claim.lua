@@ -14,16 +14,22 @@
 -- slot. Either way the call goes out at its slot, not whenever a sweep happens to run: that
 -- is what keeps every second under rate + burst. A 429 pauses the whole account (finish.lua).
 --
--- KEYS: job, leases, delayed, rate, pause, ready, claimed
--- ARGV: member, token, lease_seconds, rate (per second; 0 = no limit), burst
+-- The claim also takes the message out of the account's window and pumps its line (common.lua),
+-- and records the account's rate and burst for the pumps of scripts that are not given them.
+--
+-- KEYS: job, leases, delayed, rate, pause, ready, claimed, queue
+-- ARGV: member, token, lease_seconds, rate (per second; 0 = no limit), burst, window
 -- Returns {"run", seq, tries, uncertain, hold_seconds} | {"wait", seconds} (the job is now
 --       "throttled", in the delayed set) | {"busy"} (its lease runs) | {"stale"} (it is in
 --       no state to run: not ready, or gone); the last two answer a duplicate message
 local jkey, leases, delayed, rate_key, pause_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ready, claimed = KEYS[6], KEYS[7]
+QUEUE, WINDOW = KEYS[8], tonumber(ARGV[6])
 local member, token = ARGV[1], ARGV[2]
 local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
 local t = now()
+local ref = split(member)
+local account = account_of(ref)
 
 local state = redis.call("HGET", jkey, "state")
 local expired = false
@@ -36,11 +42,19 @@ elseif state ~= "ready" then
   return {"stale"}
 end
 
--- The message arrived: it is no longer at risk of being lost (common.lua, dispatch).
-redis.call("ZREM", ready, member)
-local dseq = tonumber(redis.call("HGET", jkey, "dseq") or "0")
-if dseq > tonumber(redis.call("GET", claimed) or "0") then
-  redis.call("SET", claimed, dseq)
+-- The message arrived: it is no longer at risk of being lost (common.lua, push), and no longer
+-- takes a place in the account's window.
+if not expired then
+  redis.call("ZREM", ready, member)
+  redis.call("SREM", account_key(account, "out"), member)
+  local dseq = tonumber(redis.call("HGET", jkey, "dseq") or "0")
+  if dseq > tonumber(redis.call("GET", claimed) or "0") then
+    redis.call("SET", claimed, dseq)
+  end
+end
+local limits = ARGV[4] .. " " .. ARGV[5]
+if redis.call("GET", account_key(account, "limits")) ~= limits then
+  redis.call("SET", account_key(account, "limits"), limits)
 end
 
 local MAX_HOLD = 1.0
@@ -67,8 +81,10 @@ if start - t > MAX_HOLD then
     redis.call("HSET", jkey, "slot_at", slot)  -- booked: not taken again when it comes back
   end
   local due = start - MAX_HOLD / 2
-  redis.call("HSET", jkey, "state", "throttled", "due_at", due)
+  set_state(jkey, ref, state, "throttled")
+  redis.call("HSET", jkey, "due_at", due)
   redis.call("ZADD", delayed, due, member)
+  pump(account)
   return {"wait", tostring(start - t)}
 end
 
@@ -79,7 +95,11 @@ redis.call("HDEL", jkey, "slot_at")
 local hold = math.max(start - t, 0)
 local lease_until = t + hold + tonumber(ARGV[3])
 local tries = redis.call("HINCRBY", jkey, "tries", 1)
-redis.call("HSET", jkey, "state", "running", "lease_token", token, "lease_until", lease_until)
+set_state(jkey, ref, state, "running")
+redis.call("HSET", jkey, "lease_token", token, "lease_until", lease_until)
 redis.call("ZADD", leases, lease_until, member)
+if not expired then
+  pump(account)
+end
 return {"run", redis.call("HGET", jkey, "seq"), tries, redis.call("HGET", jkey, "uncertain"),
   tostring(hold)}

@@ -1,10 +1,13 @@
--- Shared by every vtex-relay script (prepended by vtex_relay/ordering.py, after the key layout
--- of vtex_relay/keys.py: READY, DISPATCHED, order_key(ref, name), job_key(ref, job_id)).
+-- Shared by every vtex-relay script. Prepended by vtex_relay/ordering.py after the key layout
+-- of vtex_relay/keys.py (READY, DISPATCHED, CLAIMED, LINES, order_key, job_key, account_key)
+-- and build_message (vtex_relay/messages.py).
 -- Keys of one order share the hash tag {account:orderId}, its "ref".
--- Invariant: an order has at most one job that is ready, running, retrying, throttled or dead:
--- its head.
+-- Invariant: an order has at most one job that is waiting, ready, running, retrying, throttled
+-- or dead: its head.
 
-local TAG_PLACEHOLDER = "__VTEX_RELAY_DELIVERY_TAG__"
+-- Set by each script that may dispatch, before it does: the Celery queue and the most messages
+-- an account may have in it (its dispatch window).
+local QUEUE, WINDOW
 
 -- Every time comes from Redis's clock, so workers on machines with skewed clocks agree.
 local function now()
@@ -12,48 +15,127 @@ local function now()
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
--- Make a job ready: push its Celery message onto the queue, with a fresh delivery tag so
--- that kombu never confuses two deliveries of one job. Workers pop from the right: a job
--- whose time has come (a retry, a rate-limit slot, a recovery) goes there, ahead of the
--- backlog, since waiting behind it would make it late.
+local function account_of(ref)
+  return string.match(ref, "^([^:]*)")
+end
+
+local function split(member)
+  local ref, job_id = string.match(member, "^(.-) (.+)$")
+  return ref, job_id
+end
+
+-- The account's live jobs by state (`vtex-relay accounts`); done and discarded are records.
+local LIVE = {queued = true, waiting = true, ready = true, running = true, retrying = true,
+  throttled = true, dead = true}
+
+local function count(ref, field, delta)
+  if delta ~= 0 then
+    redis.call("HINCRBY", account_key(account_of(ref), "jobs"), field, delta)
+  end
+end
+
+local function set_state(jkey, ref, from, to)
+  redis.call("HSET", jkey, "state", to)
+  if from ~= to then
+    if LIVE[from] then count(ref, from, -1) end
+    if LIVE[to] then count(ref, to, 1) end
+  end
+end
+
+-- Jobs queued behind a dead head ("held"): the order's jobs after its head.
+local function behind_head(ref)
+  local order = redis.call("HMGET", order_key(ref, "order"), "last_seq", "head")
+  return tonumber(order[1] or "0") - tonumber(order[2] or "0")
+end
+
+-- Push the job's message onto the Celery queue (built from its stored body and envelope),
+-- with a fresh delivery tag so that kombu never confuses two deliveries of one job.
 --
 -- A message can still be lost after the push: kombu takes it off the list (BRPOP) and keeps
 -- no copy in Redis (ack emulation is off, worker/app.py), so a worker killed before the claim
--- loses it. Every ready job is therefore listed in READY with the time it became ready,
--- until claimed, and the sweep dispatches again a job that stayed ready too long (sweep.lua).
--- To tell "lost" from "still waiting behind a long backlog", a job pushed at the back gets a
--- number from DISPATCHED; the claim records the highest number claimed: the list is first
--- in, first out, so a job whose number is below that was taken off the list already.
-local function push(queue, ref, job_id, n, message, due_now)
-  -- A plain find: a pattern gsub over the ~1.5 KB message costs three times as much.
-  local first, last = string.find(message, TAG_PLACEHOLDER, 1, true)
-  message = string.sub(message, 1, first - 1) .. job_id .. "." .. n .. string.sub(message, last + 1)
-  local dseq = 0
-  if due_now then
-    redis.call("RPUSH", queue, message)
-  else
-    redis.call("LPUSH", queue, message)
-    dseq = redis.call("INCR", DISPATCHED)
-  end
-  redis.call("ZADD", READY, now(), ref .. " " .. job_id)
-  return dseq
-end
-
-local function dispatch(queue, ref, job_id, due_now)
+-- loses it. Every job with a message out is therefore listed in READY with the time of the
+-- push, until claimed, and the sweep pushes again one that stayed there too long (sweep.lua).
+-- To tell "lost" from "still waiting in the queue", each push gets a number from DISPATCHED;
+-- the claim records the highest number claimed: the list is first in, first out, so a job
+-- whose number is below that was taken off the list already.
+local function push(ref, job_id)
   local jkey = job_key(ref, job_id)
-  local n = redis.call("HINCRBY", jkey, "dispatches", 1)
-  local dseq = push(queue, ref, job_id, n, redis.call("HGET", jkey, "message"), due_now)
-  redis.call("HSET", jkey, "dseq", dseq, "state", "ready")
+  local member = ref .. " " .. job_id
+  local job = redis.call("HMGET", jkey, "kind", "invoice_number", "enqueued_at", "body", "dispatches")
+  local n = tonumber(job[5] or "0") + 1
+  redis.call("LPUSH", QUEUE, build_message(job[1], job_id, job_id .. "." .. n, ref, job[2] or "",
+    job[3], job[4]))
+  redis.call("HSET", jkey, "dispatches", n, "dseq", redis.call("INCR", DISPATCHED))
+  redis.call("ZADD", READY, now(), member)
+  redis.call("SADD", account_key(account_of(ref), "out"), member)
 end
 
--- The order's head is finished (done or discarded): dispatch the next job, or go idle.
-local function advance(queue, ref)
+-- Fair share. An account's waiting jobs stay in its line in Redis; at most WINDOW of them have
+-- a message in the queue at once, and another one gets its message as one of those is claimed.
+-- So however long one account's backlog, another account's job has at most WINDOW messages of
+-- each account ahead of it, and the accounts take turns. A rate-limited or paused account gets
+-- a message only shortly (LEAD) before the claim would let it run: its messages do not churn
+-- (fetched, found over the limit, parked, again and again), and no worker thread waits long on
+-- it. An account that cannot send yet is in LINES, by when it can; the sweep pumps it then.
+local LEAD = 0.1
+
+local function pump(account)
+  local line, out = account_key(account, "line"), account_key(account, "out")
+  local t = now()
+  local due = math.max(t, tonumber(redis.call("GET", account_key(account, "pause")) or "0"))
+  local rate, burst = 0, 0
+  local limits = redis.call("GET", account_key(account, "limits"))
+  if limits then
+    local r, b = string.match(limits, "^(%S+) (%S+)$")
+    rate, burst = tonumber(r), tonumber(b)
+  end
+  local tat = math.max(tonumber(redis.call("GET", account_key(account, "rate")) or "0"), t)
+  local n_out = redis.call("SCARD", out)
+  while n_out < WINDOW do
+    local member = redis.call("LINDEX", line, 0)
+    if not member then
+      break
+    end
+    -- The slot this message's claim would get once those out before it took theirs.
+    local at = due
+    if rate > 0 then
+      at = math.max(at, tat + (n_out - burst) / rate - LEAD)
+    end
+    if at > t then
+      redis.call("ZADD", LINES, at, account)
+      return
+    end
+    redis.call("LPOP", line)
+    local ref, job_id = split(member)
+    local jkey = job_key(ref, job_id)
+    if redis.call("HGET", jkey, "state") == "waiting" then
+      set_state(jkey, ref, "waiting", "ready")
+      push(ref, job_id)
+      n_out = n_out + 1
+    end
+  end
+  -- The line is empty, or the window full: a claim of one of its messages pumps it again.
+  redis.call("ZREM", LINES, account)
+end
+
+-- The job's turn has come (its order reached it, a retry or a rate-limit slot is due, its
+-- lease ran out, an operator replays it): into its account's line, at the front if it was
+-- due already, and dispatched when the account's window and rate allow.
+local function to_line(ref, job_id, from, front)
+  set_state(job_key(ref, job_id), ref, from, "waiting")
+  local account = account_of(ref)
+  redis.call(front and "LPUSH" or "RPUSH", account_key(account, "line"), ref .. " " .. job_id)
+  pump(account)
+end
+
+-- The order's head is finished (done or discarded): the next job's turn, or the order is idle.
+local function advance(ref)
   local okey = order_key(ref, "order")
   local head = tonumber(redis.call("HGET", okey, "head"))
   local next_id = redis.call("HGET", order_key(ref, "seqs"), head + 1)
   if next_id then
     redis.call("HSET", okey, "head", head + 1, "state", "active")
-    dispatch(queue, ref, next_id)
+    to_line(ref, next_id, "queued", false)
   else
     redis.call("HSET", okey, "head", 0, "state", "idle")
   end

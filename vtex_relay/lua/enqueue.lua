@@ -1,20 +1,22 @@
--- Append a job to its order; dispatch it at once if the order is idle.
+-- Append a job to its order; if the order is idle, the job is its head: into its account's line.
 -- KEYS: order, seqs, job, queue, dedup, invoices, tracked
--- ARGV: ref, job_id, kind, message, digest, invoice_number, enqueued_at, fingerprint,
+-- ARGV: ref, job_id, kind, body (the VTEX body's compact JSON), digest, invoice_number, enqueued_at, fingerprint,
 --       after (the fingerprint of the job enqueued just before it in the same batch for the
 --       same order, or ""), invoice_type ("Output" | "Input"; "" for updates),
 --       policy ("single": one Output invoice per order | "partial": any number),
 --       tracks ("1": the job gives its invoice a tracking number: a tracking-number job, or an
---       invoice whose body has one), invoice_value (an invoice's invoiceValue, in cents)
+--       invoice whose body has one), invoice_value (an invoice's invoiceValue, in cents),
+--       window (the most messages an account may have in the queue)
 -- Returns {"enqueued", job_id} | {"duplicate", existing_id}
 --       | {"conflict", existing_id, number, state} | {"skipped"}
 --       | {"unknown-invoice", "NF-1 NF-2"} | {"untracked"}
 -- The producers' hot path: a batch runs it once per line, so it reads the order once and
 -- writes each hash once. Redis refuses to start it when out of memory (no allow-oom flag), so
 -- it never stops half-way through its writes.
-local okey, seqs, jkey, queue, dedup = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local okey, seqs, jkey, dedup = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
 local invoices, tracked = KEYS[6], KEYS[7]
-local ref, job_id, kind, message, digest, number, enqueued_at, fingerprint, after =
+QUEUE, WINDOW = KEYS[4], tonumber(ARGV[14])
+local ref, job_id, kind, body, digest, number, enqueued_at, fingerprint, after =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local invoice_type, policy, tracks, invoice_value = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 
@@ -51,7 +53,8 @@ if kind ~= "invoice" and redis.call("EXISTS", invoices) == 1 then
   end
 end
 
-local order = redis.call("HMGET", okey, "head", "invoice_job", "invoice_digest", "invoice_number")
+local order = redis.call("HMGET", okey, "head", "invoice_job", "invoice_digest", "invoice_number",
+  "state")
 local head, existing = tonumber(order[1] or "0"), order[2]
 local changes = {}
 if kind == "invoice" then
@@ -92,20 +95,25 @@ redis.call("HSET", dedup, fingerprint, job_id)
 if tracks == "1" then
   redis.call("SADD", tracked, number)
 end
-local state, dispatches, dseq = "queued", 0, 0
+-- A waiting job keeps its body and envelope, not a message: that is built when it is dispatched.
+redis.call("HSET", jkey, "seq", seq, "kind", kind, "body", body, "invoice_number", number,
+  "enqueued_at", enqueued_at, "tries", 0, "dispatches", 0, "uncertain", 0)
 if head == 0 then
-  -- The order is idle: the job is its head and ready at once (dispatch, written inline).
-  state, dispatches = "ready", 1
-  dseq = push(queue, ref, job_id, 1, message, false)
+  -- The order is idle: the job is its head.
   table.insert(changes, "head")
   table.insert(changes, seq)
   table.insert(changes, "state")
   table.insert(changes, "active")
 end
-redis.call("HSET", jkey, "seq", seq, "kind", kind, "state", state, "message", message,
-  "invoice_number", number, "enqueued_at", enqueued_at, "tries", 0, "dispatches", dispatches,
-  "dseq", dseq, "uncertain", 0)
 if #changes > 0 then
   redis.call("HSET", okey, unpack(changes))
+end
+if head == 0 then
+  to_line(ref, job_id, nil, false)
+else
+  set_state(jkey, ref, nil, "queued")
+  if order[5] == "held" then
+    count(ref, "held", 1)
+  end
 end
 return {"enqueued", job_id}

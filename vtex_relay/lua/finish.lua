@@ -3,9 +3,11 @@
 -- ARGV: ref, job_id, member, token, outcome ("done"|"retry"|"dead"), attempt_json,
 --       delay_seconds (for "retry"), uncertain (0|1), retention_seconds,
 --       pause_seconds (a 429's Retry-After: every job of the account waits that long; 0: none),
---       seen (the order as the try's GET read it, JSON, or ""; kept for `vtex-relay order`)
+--       seen (the order as the try's GET read it, JSON, or ""; kept for `vtex-relay order`),
+--       window (the most messages an account may have in the queue)
 -- Returns "ok" | "lost" (the lease was taken over: this worker's outcome no longer counts)
-local jkey, attempts, leases, delayed, dead, queue = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local jkey, attempts, leases, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+QUEUE, WINDOW = KEYS[6], tonumber(ARGV[12])
 local pause_key, pause = KEYS[7], tonumber(ARGV[10])
 local ref, job_id, member, token, outcome, attempt, delay, uncertain, retention =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
@@ -31,18 +33,20 @@ end
 
 if outcome == "retry" then
   local due_at = now() + delay
-  redis.call("HSET", jkey, "state", "retrying", "due_at", due_at)
+  set_state(jkey, ref, "running", "retrying")
+  redis.call("HSET", jkey, "due_at", due_at)
   redis.call("ZADD", delayed, due_at, member)
 elseif outcome == "dead" then
-  redis.call("HSET", jkey, "state", "dead")
+  set_state(jkey, ref, "running", "dead")
   redis.call("HSET", order_key(ref, "order"), "state", "held")
   redis.call("HSET", dead, job_id, ref)
+  count(ref, "held", behind_head(ref))
 else
-  -- Keep the record (state, attempts), not the message: it is most of a job's memory.
-  redis.call("HSET", jkey, "state", "done")
-  redis.call("HDEL", jkey, "message")
+  -- Keep the record (state, attempts), not the body: it is most of a job's memory.
+  set_state(jkey, ref, "running", "done")
+  redis.call("HDEL", jkey, "body")
   redis.call("EXPIRE", jkey, retention)
   redis.call("EXPIRE", attempts, retention)
-  advance(queue, ref)
+  advance(ref)
 end
 return "ok"

@@ -1,8 +1,9 @@
 -- An operator acts on a dead job: "replay" runs it again at its place in the order (a fresh
 -- round of attempts); "discard" drops it (the record stays) and releases the order's next job.
--- KEYS: job, dead, discarded, queue      ARGV: ref, job_id, action
+-- KEYS: job, dead, discarded, queue      ARGV: ref, job_id, action, window
 -- Returns "ok" | {"not-dead", state}
-local jkey, dead, discarded, queue = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local jkey, dead, discarded = KEYS[1], KEYS[2], KEYS[3]
+QUEUE, WINDOW = KEYS[4], tonumber(ARGV[4])
 local ref, job_id, action = ARGV[1], ARGV[2], ARGV[3]
 
 local state = redis.call("HGET", jkey, "state")
@@ -10,13 +11,14 @@ if state ~= "dead" then
   return {"not-dead", state or "gone"}
 end
 redis.call("HDEL", dead, job_id)
+count(ref, "held", -behind_head(ref))
 if action == "replay" then
   redis.call("HSET", jkey, "tries", 0)
   redis.call("HSET", order_key(ref, "order"), "state", "active")
-  dispatch(queue, ref, job_id)
+  to_line(ref, job_id, "dead", false)
 else
-  redis.call("HSET", jkey, "state", "discarded")
+  set_state(jkey, ref, "dead", "discarded")
   redis.call("HSET", discarded, job_id, ref)
-  advance(queue, ref)
+  advance(ref)
 end
 return "ok"

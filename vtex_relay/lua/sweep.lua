@@ -1,19 +1,16 @@
--- Re-dispatch what is due: retries whose wait is over, throttled jobs whose rate-limit slot (or
--- the account's 429 pause) is near, jobs whose worker's lease ran out
--- (the worker died or hung mid-call; the next run reconciles before sending), and ready jobs
--- whose message was lost (see dispatch in common.lua): ready for longer than lost_after
--- seconds, and provably not still in the queue — the queue is empty, or a job pushed after it
--- has been claimed already, or it was pushed at the front.
--- KEYS: delayed, leases, queue, ready, claimed      ARGV: limit, lost_after
--- Returns {retries_dispatched, throttled_released, leases_recovered, lost_messages_replaced}
-local delayed, leases, queue, ready, claimed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- Give their turn back to what is due: retries whose wait is over, throttled jobs whose
+-- rate-limit slot (or the account's 429 pause) is near, jobs whose worker's lease ran out (the
+-- worker died or hung mid-call; the next run reconciles before sending); pump the lines of
+-- accounts whose rate or pause now lets them send (LINES); and push again the message of a job
+-- whose message was lost: out for longer than lost_after seconds, and provably not still in
+-- the queue — the queue is empty, or a message pushed after it has been claimed already.
+-- KEYS: delayed, leases, queue, ready, claimed      ARGV: limit, lost_after, window
+-- Returns {retries_due, throttled_released, leases_recovered, lost_messages_replaced,
+--          seconds until an account's line is due (-1: none)}
+local delayed, leases, ready, claimed = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
+QUEUE, WINDOW = KEYS[3], tonumber(ARGV[3])
 local limit, lost_after = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = now()
-
-local function split(member)
-  local ref, job_id = string.match(member, "^(.-) (.+)$")
-  return ref, job_id
-end
 
 local retried, released, recovered = 0, 0, 0
 for _, member in ipairs(redis.call("ZRANGE", delayed, "-inf", t, "BYSCORE", "LIMIT", 0, limit)) do
@@ -23,7 +20,7 @@ for _, member in ipairs(redis.call("ZRANGE", delayed, "-inf", t, "BYSCORE", "LIM
   local state = redis.call("HGET", jkey, "state")
   if state == "retrying" or state == "throttled" then
     redis.call("HDEL", jkey, "due_at")
-    dispatch(queue, ref, job_id, true)
+    to_line(ref, job_id, state, true)
     if state == "retrying" then
       retried = retried + 1
     else
@@ -39,29 +36,33 @@ for _, member in ipairs(redis.call("ZRANGE", leases, "-inf", t, "BYSCORE", "LIMI
   if redis.call("HGET", jkey, "state") == "running" and until_ <= t then
     redis.call("HSET", jkey, "uncertain", 1)
     redis.call("HDEL", jkey, "lease_token", "lease_until")
-    dispatch(queue, ref, job_id, true)
+    to_line(ref, job_id, "running", true)
     recovered = recovered + 1
   end
 end
+for _, account in ipairs(redis.call("ZRANGE", LINES, "-inf", t, "BYSCORE", "LIMIT", 0, limit)) do
+  pump(account)
+end
 local replaced = 0
-local queue_empty = redis.call("LLEN", queue) == 0
+local queue_empty = redis.call("LLEN", QUEUE) == 0
 local claimed_upto = tonumber(redis.call("GET", claimed) or "0")
 for _, member in ipairs(redis.call("ZRANGE", ready, "-inf", t - lost_after, "BYSCORE", "LIMIT", 0, limit)) do
   local ref, job_id = split(member)
   local jkey = job_key(ref, job_id)
   if redis.call("HGET", jkey, "state") ~= "ready" then
     redis.call("ZREM", ready, member)
+  elseif queue_empty or tonumber(redis.call("HGET", jkey, "dseq") or "0") <= claimed_upto then
+    push(ref, job_id)
+    replaced = replaced + 1
   else
-    local dseq = tonumber(redis.call("HGET", jkey, "dseq") or "0")
-    if queue_empty or dseq == 0 or dseq <= claimed_upto then
-      dispatch(queue, ref, job_id, true)
-      replaced = replaced + 1
-    else
-      -- Still queued, and so is every job pushed at the back after it (vr:ready is in push
-      -- order): stop, or each sweep would read a long backlog again, several times a second.
-      -- A job pushed at the front after this one is looked at once this one is claimed.
-      break
-    end
+    -- Still queued, and so is every message pushed after it (READY is in push order): stop,
+    -- or each sweep would read a long queue again, several times a second.
+    break
   end
 end
-return {retried, released, recovered, replaced}
+local next_line = redis.call("ZRANGE", LINES, 0, 0, "WITHSCORES")
+local next_due = -1
+if next_line[2] then
+  next_due = math.max(tonumber(next_line[2]) - now(), 0)
+end
+return {retried, released, recovered, replaced, tostring(next_due)}
