@@ -16,6 +16,7 @@ from typing import IO, Any, ClassVar
 
 import click
 
+from vtex_relay.accounts_cli import accounts
 from vtex_relay.batch import bounded_lines, invoice_conflicts, update_refusals, validate_batch
 from vtex_relay.console import clean_errors, fail
 from vtex_relay.errors import (
@@ -234,6 +235,7 @@ def _refusal(result: Enqueued) -> str:
 
 cli.add_command(dlq)
 cli.add_command(order)
+cli.add_command(accounts)
 
 
 def main() -> None:

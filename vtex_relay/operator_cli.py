@@ -36,8 +36,8 @@ def dlq() -> None:
 @json_option
 def dlq_list(as_json: bool) -> None:
     """List dead jobs, the one that died first first."""
-    with _operator_errors():
-        jobs = dead_letters.list_dead(_client())
+    with operator_errors():
+        jobs = dead_letters.list_dead(operator_client())
     if as_json:
         click.echo(json.dumps([_job_json(job) for job in jobs]))
     elif not jobs:
@@ -62,8 +62,8 @@ def dlq_list(as_json: bool) -> None:
 @json_option
 def dlq_show(job_id: str, as_json: bool) -> None:
     """Show a dead or discarded job: its order, body and every attempt."""
-    with _operator_errors():
-        job = dead_letters.show(_client(), job_id)
+    with operator_errors():
+        job = dead_letters.show(operator_client(), job_id)
     if as_json:
         click.echo(json.dumps(_job_json(job, body=True, attempts=True)))
     else:
@@ -74,8 +74,8 @@ def dlq_show(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 def dlq_replay(job_id: str) -> None:
     """Run a dead job again, at its place in its order, with a fresh count of tries."""
-    with _operator_errors(written=job_id):
-        client = _client()
+    with operator_errors(written=job_id):
+        client = operator_client()
         ref = dead_letters.replay(Ordering(client), client, job_id)
     click.echo(f"replayed job {job_id}: order {_name(ref)} is active again")
 
@@ -84,8 +84,8 @@ def dlq_replay(job_id: str) -> None:
 @click.argument("job_id")
 def dlq_discard(job_id: str) -> None:
     """Give up on a dead job (its record stays) and release its order's next job."""
-    with _operator_errors(written=job_id):
-        client = _client()
+    with operator_errors(written=job_id):
+        client = operator_client()
         ref = dead_letters.discard(Ordering(client), client, job_id)
         status = dead_letters.order_status(client, ref)
     if status.state == "idle":
@@ -102,9 +102,9 @@ def dlq_discard(job_id: str) -> None:
 @json_option
 def order(order_id: str, account: str | None, as_json: bool) -> None:
     """Show an order's state and its jobs in sequence (jobs behind a dead one are "held")."""
-    with _operator_errors():
+    with operator_errors():
         ref = _order_ref(order_id, account)
-        status = dead_letters.order_status(_client(), ref)
+        status = dead_letters.order_status(operator_client(), ref)
     if as_json:
         click.echo(
             json.dumps(
@@ -167,7 +167,7 @@ def order(order_id: str, account: str | None, as_json: bool) -> None:
 
 
 @contextmanager
-def _operator_errors(written: str | None = None) -> Iterator[None]:
+def operator_errors(written: str | None = None) -> Iterator[None]:
     """Exit with one clear line: 2 for an unknown or not-dead job, 1 for Redis unreachable.
 
     *written* names the job a command changes: if Redis goes away mid-call, it may or may not
@@ -186,7 +186,7 @@ def _operator_errors(written: str | None = None) -> Iterator[None]:
             raise QueueUnavailable(f"cannot reach Redis at {url} ({exc}){check}") from None
 
 
-def _client() -> "redis.Redis":
+def operator_client() -> "redis.Redis":
     # Short time-outs: an operator should hear that Redis is down, not wait for it.
     return redis.Redis.from_url(
         get_settings().redis_url, socket_connect_timeout=5, socket_timeout=10

@@ -266,7 +266,8 @@ class Ordering:
             args=[limit, lost_after, self.window],
         )
         next_due = float(text(reply[4]))
-        return Swept(*(int(n) for n in reply[:4]), next_due if next_due >= 0 else None)
+        retried, released, recovered, replaced = (int(n) for n in reply[:4])
+        return Swept(retried, released, recovered, replaced, next_due if next_due >= 0 else None)
 
     def resolve(
         self, ref: OrderRef, job_id: str, action: Literal["replay", "discard"]
