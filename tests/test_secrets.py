@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -32,6 +33,13 @@ INVOICE = {
 
 @pytest.fixture
 def flower(worker: Worker) -> Iterator[httpx.Client]:
+    with running_flower() as client:
+        yield client
+
+
+@contextmanager
+def running_flower() -> Iterator[httpx.Client]:
+    """Flower for the workers started with this environment, once it shows a job's arguments."""
     port = free_port()
     env = {**os.environ, "FLOWER_UNAUTHENTICATED_API": "true"}
     command = [

@@ -10,7 +10,9 @@ a restore after a crash — is dropped. Then one try (``decide``):
 - otherwise make the call;
 
 each request leaving only while the lease is sure to outlast the call (else nothing is sent
-and the job is recovered when the lease ends). The outcome is recorded by one script: done
+and the job is recovered when the lease ends). A job whose account is no longer configured
+(the configuration changed since it was enqueued) ends dead, unsent: it is never sent with
+another account's credentials. The outcome is recorded by one script: done
 (the order's next job is dispatched), retry (waits in Redis, not in this worker, until its
 backoff is over), or dead (the order is held for an operator).
 
@@ -31,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from vtex_relay.backoff import retry_delay
-from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError
+from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError, UnknownAccount
 from vtex_relay.jobs import Attempt, Job, Outcome
 from vtex_relay.keys import OrderRef
 from vtex_relay.models import Receipt
@@ -169,12 +171,20 @@ def decide(
 ) -> Try:
     """Try *job* once under *claim* and decide what happens after: reconcile first if the claim
     is uncertain, check an invoice against the order's total (``VERIFY_ORDER_TOTAL``), else
-    make the call. Raises ``LeaseExpired`` (nothing sent) if no request could leave by
-    *send_by*. *redact* (default: the settings' app token cut out) scrubs the attempt's
+    make the call; a job of an account that is not configured ends dead, unsent. Raises
+    ``LeaseExpired`` (nothing sent) if no request could leave by
+    *send_by*. *redact* (default: the settings' tokens cut out) scrubs the attempt's
     message, which is kept in Redis and shown by ``dlq show`` and Flower. The try's ``seen``
     is the order as its GET read it, if it made one."""
     redact = redact or _redactor(settings)
     now = datetime.now(UTC)
+    if not settings.knows(job.account):
+        # Removed from the configuration since it was enqueued: no credentials of its own, and
+        # another account's must never be used. An operator re-adds it and replays the job.
+        message = f"not sent: {UnknownAccount(job.account)} (VTEX_ACCOUNTS / VTEX_ACCOUNTS_FILE)"
+        logger.error("%s: %s", job.describe(), message)
+        attempt = Attempt(at=now, outcome="permanent", message=message, worker=worker)
+        return Try(attempt, "dead")
     seen = ""  # a GET may be followed by a failing call: every Try carries what it read
     try:
         # One GET order serves both the reconciliation and, for an invoice, the total check.
@@ -280,5 +290,4 @@ def _failed(
 
 
 def _redactor(settings: Settings) -> Redactor:
-    token = settings.vtex_app_token
-    return Redactor([token.get_secret_value()] if token else [])
+    return Redactor(settings.tokens())

@@ -4,6 +4,7 @@ Every one is a ``RelayError``; no exception text ever contains a credential::
 
     RelayError
     ├── ConfigurationError      a setting is missing or invalid (names the variable)
+    ├── UnknownAccount          the account is not one of the configured accounts
     ├── InvalidJob              refused at enqueue, every bad field named; nothing enqueued
     ├── InvoiceConflict         the order has a different invoice; nothing enqueued
     ├── QueueUnavailable        Redis unreachable or refusing (out of memory); nothing enqueued
@@ -37,6 +38,15 @@ class RelayError(Exception):
 
 class ConfigurationError(RelayError):
     """A setting is missing or invalid; the message names the environment variable."""
+
+
+class UnknownAccount(RelayError):
+    """*account* is not one of the configured accounts: when any account has its own
+    credentials, the configured ones are the only ones (``Settings.knows``)."""
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        super().__init__(f"account {account!r} is not configured")
 
 
 class InvalidJob(RelayError):

@@ -8,9 +8,11 @@ either returns VTEX's answer or raises an ``OmsError`` saying whether trying aga
   ``Retry-After``; ``maybe_applied`` when the request may have reached VTEX);
 * any other status -> ``PermanentError`` carrying VTEX's message (at most 500 characters).
 
-Credentials live only in the ``httpx.Client``'s default headers. No exception or log line
-this module produces contains a header value, and raised errors carry no chained exception
-(the httpx exception holds the request, and so the token).
+Each call is made with its account's credentials (``Settings.credentials``), given as the
+request's own headers: one pooled client serves every account, and a call is never made with
+another account's key. No exception or log line this module produces contains a header value,
+and raised errors carry no chained exception (the httpx exception holds the request, and so the
+token). An account that is not configured raises ``UnknownAccount`` before anything is sent.
 """
 
 import json
@@ -34,6 +36,7 @@ from vtex_relay.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 500
+_KEY_HEADER = "X-VTEX-API-AppKey"
 _TOKEN_HEADER = "X-VTEX-API-AppToken"  # noqa: S105 (a header name, not a secret)
 # The request cannot have reached VTEX: no connection was made.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -45,15 +48,10 @@ class OmsClient:
     """Pooled client for VTEX OMS; safe to share between threads. Close it (or use ``with``)."""
 
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
-        key, token = settings.require_credentials()
+        settings.require_credentials()  # every account's, read now: no surprise on a job
         self._settings = settings
         self._client = httpx.Client(
-            headers={
-                "Accept": "application/json",
-                "Content-Type": "application/json",
-                "X-VTEX-API-AppKey": key,
-                _TOKEN_HEADER: token.get_secret_value(),
-            },
+            headers={"Accept": "application/json", "Content-Type": "application/json"},
             timeout=settings.vtex_timeout,
             # Up to 100 calls in flight. Keeping more than 50 idle connections costs more CPU than
             # it saves: httpcore checks every pooled connection on each request.
@@ -76,7 +74,8 @@ class OmsClient:
         send_by: float | None = None,
     ) -> Receipt:
         """POST the invoice *body* (``models.Invoice.to_vtex()``) for *order_id*."""
-        return self._write("POST", self._url(account, order_id, "invoice"), body, send_by)
+        url = self._url(account, order_id, "invoice")
+        return self._write("POST", account, url, body, send_by)
 
     def patch_tracking_number(
         self,
@@ -89,7 +88,7 @@ class OmsClient:
     ) -> Receipt:
         """PATCH the tracking number *body* onto invoice *invoice_number*."""
         url = self._url(account, order_id, "invoice", self._checked(invoice_number))
-        return self._write("PATCH", url, body, send_by)
+        return self._write("PATCH", account, url, body, send_by)
 
     def put_tracking(
         self,
@@ -102,13 +101,13 @@ class OmsClient:
     ) -> Receipt:
         """PUT the tracking events *body* for invoice *invoice_number*."""
         url = self._url(account, order_id, "invoice", self._checked(invoice_number), "tracking")
-        return self._write("PUT", url, body, send_by)
+        return self._write("PUT", account, url, body, send_by)
 
     def get_order(
         self, account: str, order_id: str, *, send_by: float | None = None
     ) -> dict[str, Any]:
         """GET the order as VTEX returns it. A 2xx that is not a JSON object is retryable."""
-        response = self._send("GET", self._url(account, order_id), None, send_by)
+        response = self._send("GET", account, self._url(account, order_id), None, send_by)
         try:
             order = response.json()
         except ValueError:
@@ -151,48 +150,59 @@ class OmsClient:
         raise error from None
 
     def _write(
-        self, method: str, url: str, body: Mapping[str, Any], send_by: float | None
+        self, method: str, account: str, url: str, body: Mapping[str, Any], send_by: float | None
     ) -> Receipt:
-        response = self._send(method, url, body, send_by)
+        response = self._send(method, account, url, body, send_by)
         try:
             return Receipt.model_validate(response.json())
         except (ValueError, ValidationError):
             return Receipt()  # applied all the same; the receipt is only informative
 
     def _send(
-        self, method: str, url: str, body: Mapping[str, Any] | None, send_by: float | None
+        self,
+        method: str,
+        account: str,
+        url: str,
+        body: Mapping[str, Any] | None,
+        send_by: float | None,
     ) -> httpx.Response:
-        """Make the request and classify the outcome; return only a 2xx response."""
+        """Make the request with *account*'s credentials and classify the outcome; return only
+        a 2xx response. ``UnknownAccount`` (nothing sent) if *account* is not configured."""
+        key, secret = self._settings.credentials(account)
+        token = secret.get_secret_value()
+        headers = {_KEY_HEADER: key, _TOKEN_HEADER: token}
         started = time.monotonic()
         error: OmsError
         extensions = {} if send_by is None else {"trace": _SendBy(send_by)}
         try:
-            response = self._client.request(method, url, json=body, extensions=extensions)
+            response = self._client.request(
+                method, url, json=body, headers=headers, extensions=extensions
+            )
         except httpx.HTTPError as exc:
-            error = self._transport_error(exc)
+            error = self._transport_error(exc, token)
             log.debug("%s %s failed: %s", method, url, error)
         else:
             elapsed = time.monotonic() - started
             log.debug("%s %s -> %s in %.3fs", method, url, response.status_code, elapsed)
             if response.is_success:
                 return response
-            error = self._status_error(response)
+            error = self._status_error(response, token)
         # Raised outside the except block so no httpx exception (holding the request and its
         # headers) is chained as __context__.
         raise error from None
 
-    def _transport_error(self, exc: httpx.HTTPError) -> OmsError:
-        what = f"{type(exc).__name__}: {self._scrub(str(exc))}"[:MAX_MESSAGE]
+    def _transport_error(self, exc: httpx.HTTPError, token: str) -> OmsError:
+        what = f"{type(exc).__name__}: {_scrub(str(exc), token)}"[:MAX_MESSAGE]
         if isinstance(exc, _NOT_SENT):
             return RetryableError(f"could not reach VTEX ({what})", maybe_applied=False)
         if isinstance(exc, _BROKEN_REQUEST):
             return PermanentError(f"request could not be sent ({what})")
         return RetryableError(f"no answer from VTEX ({what})", maybe_applied=True)
 
-    def _status_error(self, response: httpx.Response) -> OmsError:
+    def _status_error(self, response: httpx.Response, token: str) -> OmsError:
         status = response.status_code
         # Scrubbed before it is cut, so no partial token survives at the cut.
-        message = _vtex_message(self._scrub(response.text), response.reason_phrase)
+        message = _vtex_message(_scrub(response.text, token), response.reason_phrase)
         if status == 429:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             return RetryableError(message, status=status, retry_after=retry_after)
@@ -200,10 +210,10 @@ class OmsClient:
             return RetryableError(message, status=status)
         return PermanentError(message, status=status)
 
-    def _scrub(self, text: str) -> str:
-        # Belt and braces: an echoed token must not reach an exception or a log.
-        token = self._client.headers.get(_TOKEN_HEADER)
-        return text.replace(token, "[redacted]") if token else text
+
+def _scrub(text: str, token: str) -> str:
+    # Belt and braces: an echoed token must not reach an exception or a log.
+    return text.replace(token, "[redacted]") if token else text
 
 
 class _SendBy:

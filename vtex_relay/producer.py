@@ -94,7 +94,8 @@ def build_job(
     invoice_number: object = None,
     account: object = None,
 ) -> Job:
-    """Validate every part of a job and build it; ``InvalidJob`` names each bad field.
+    """Validate every part of a job and build it; ``InvalidJob`` names each bad field (an
+    account that is not configured, when accounts are, is one).
 
     The job holds the checked values (the account in lower case: one account, one order
     namespace) and a body of at most ``MAX_BODY_BYTES`` as compact UTF-8 JSON.
@@ -110,6 +111,10 @@ def build_job(
             errors.append(FieldError("account", "required: give one or set VTEX_ACCOUNT"))
     if account is not None:
         account = _check(errors, "account", account, check_account)
+    if account is not None and not settings.knows(account):
+        # Accounts with their own credentials are the only ones: a worker would dead-letter it.
+        message = f"account {account!r} is not configured (VTEX_ACCOUNTS / VTEX_ACCOUNTS_FILE)"
+        errors.append(FieldError("account", message))
     order_id = _check(errors, "orderId", order_id, check_order_id)
     if kind != "invoice":
         if invoice_number is None:

@@ -5,7 +5,9 @@ at start-up; programs print that line and exit instead of failing later inside a
 never contains a credential: an app key or token with surrounding whitespace or a control
 character (a newline from the file it was read from) is refused without being quoted. Accounts
 (including the keys of ``VTEX_ACCOUNT_RATES``) are kept in lower case, as everywhere in
-vtex-relay; a body may be at most ``MAX_BODY_BYTES``.
+vtex-relay; a body may be at most ``MAX_BODY_BYTES``. Each account's own settings and
+credentials (``VTEX_ACCOUNTS``, ``VTEX_ACCOUNTS_FILE``) are merged at parse into one
+``accounts.Accounts``: every per-account question is then a dict lookup.
 """
 
 import string
@@ -13,10 +15,8 @@ from functools import lru_cache
 from typing import Annotated, NamedTuple
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -24,28 +24,21 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from vtex_relay.accounts import Account, Accounts, AccountSettings, load_accounts_file, one_spelling
+from vtex_relay.credentials import Credentials, clean_credential
 from vtex_relay.errors import ConfigurationError
-from vtex_relay.identifiers import check_account
 from vtex_relay.models import InvoicePolicy, parse_json
 
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AccountSettings",
+    "Credentials",
+    "Rate",
+    "Settings",
+    "get_settings",
+]
+
 DEFAULT_BASE_URL = "https://{account}.{environment}.com.br"
-
-Account = Annotated[str, AfterValidator(check_account)]
-
-
-class AccountSettings(BaseModel):
-    """One account's own settings (``VTEX_ACCOUNTS``); a key left out takes the global one.
-
-    ``rate``/``burst`` override ``VTEX_RATE_LIMIT``/``VTEX_RATE_BURST`` (an own rate without
-    a burst has none); ``invoicePolicy`` overrides ``INVOICE_POLICY``. Unknown keys are refused
-    by name, so a typo is not silently ignored.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rate: float | None = Field(default=None, ge=0)
-    burst: float | None = Field(default=None, ge=0)
-    invoice_policy: InvoicePolicy | None = Field(default=None, alias="invoicePolicy")
 
 
 class Rate(NamedTuple):
@@ -83,12 +76,16 @@ class Settings(BaseSettings):
     # ValidationErrors. VTEX_ACCOUNT_RATES is the older name of VTEX_ACCOUNTS (rates only).
     vtex_accounts: Annotated[dict[Account, AccountSettings], NoDecode] = {}
     vtex_account_rates: Annotated[dict[Account, AccountSettings], NoDecode] = {}
+    vtex_accounts_file: str | None = None  # a TOML file of [accounts.NAME] tables
     vtex_429_pause: float = Field(default=60.0, ge=0)
     invoice_policy: InvoicePolicy = "single"
     verify_order_total: bool = True
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # The most messages one account may have in the Celery queue at once (fair share).
     dispatch_window: int = Field(default=32, ge=1, le=10_000)
+
+    # Every account's own settings, merged once at parse (_merge_accounts).
+    _accounts: Accounts = PrivateAttr()
 
     @field_validator("redis_url")
     @classmethod
@@ -100,19 +97,7 @@ class Settings(BaseSettings):
     @field_validator("vtex_app_key", "vtex_app_token", mode="before")
     @classmethod
     def _clean_credential(cls, value: object) -> object:
-        # A token read from a file often ends with a newline; sent as is, it fails every call
-        # and the HTTP library's error quotes it. The messages never show the value.
-        if isinstance(value, str):
-            if value != value.strip():
-                raise ValueError(
-                    "has whitespace at its start or end (a trailing newline from a file?); "
-                    "remove it"
-                )
-            if not value.isascii() or not value.isprintable():
-                raise ValueError(
-                    "has a control or non-ASCII character; an HTTP header needs printable ASCII"
-                )
-        return value
+        return clean_credential(value)
 
     @field_validator("vtex_accounts", "vtex_account_rates", mode="before")
     @classmethod
@@ -122,19 +107,7 @@ class Settings(BaseSettings):
             value = parse_json(value) if value.strip() else {}
         if not isinstance(value, dict):
             raise ValueError('must be a JSON object such as {"mystore": {"rate": 50, "burst": 5}}')
-        # Keys are lower-cased by their validation: two spellings of one account would
-        # silently become one entry, whichever came last.
-        seen: dict[str, str] = {}
-        for key in value:
-            try:
-                account = check_account(key) if isinstance(key, str) else None
-            except ValueError:
-                continue  # the key's own validation names it
-            if account is not None and seen.setdefault(account, key) != key:
-                raise ValueError(
-                    f"{seen[account]!r} and {key!r} are the same account: accounts are "
-                    "case-insensitive, give each one once"
-                )
+        one_spelling(value)
         return value
 
     @field_validator("vtex_base_url")
@@ -150,13 +123,35 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _each_account_once(self) -> "Settings":
+    def _merge_accounts(self) -> "Settings":
+        # Each account is given once, in one place; a second entry would silently win.
         both = sorted(self.vtex_accounts.keys() & self.vtex_account_rates.keys())
         if both:
             raise ValueError(
                 f"account {both[0]!r} is in both VTEX_ACCOUNTS and VTEX_ACCOUNT_RATES; give it "
                 "once, in VTEX_ACCOUNTS"
             )
+        own = {**self.vtex_account_rates, **self.vtex_accounts}
+        if self.vtex_accounts_file:
+            try:
+                in_file = load_accounts_file(self.vtex_accounts_file)
+            except ValueError as exc:
+                raise ValueError(f"VTEX_ACCOUNTS_FILE {exc}") from None
+            both = sorted(own.keys() & in_file.keys())
+            if both:
+                other = "VTEX_ACCOUNTS" if both[0] in self.vtex_accounts else "VTEX_ACCOUNT_RATES"
+                raise ValueError(
+                    f"account {both[0]!r} is in both {other} and VTEX_ACCOUNTS_FILE "
+                    f"({self.vtex_accounts_file}); give it once"
+                )
+            own.update(in_file)
+        accounts = Accounts(own, self.vtex_app_key, self.vtex_app_token)
+        if self.vtex_account is not None and not accounts.knows(self.vtex_account):
+            raise ValueError(
+                f"VTEX_ACCOUNT {self.vtex_account!r} is not one of the configured accounts "
+                "(VTEX_ACCOUNTS / VTEX_ACCOUNTS_FILE): add it there or change VTEX_ACCOUNT"
+            )
+        self._accounts = accounts
         return self
 
     @model_validator(mode="after")
@@ -178,8 +173,26 @@ class Settings(BaseSettings):
     def account(self, name: str) -> AccountSettings:
         """*name*'s own settings (all None when it has none)."""
         # Lower-cased again for jobs enqueued before accounts were normalised.
-        name = name.lower()
-        return self.vtex_accounts.get(name) or self.vtex_account_rates.get(name) or _NO_OWN
+        return self._accounts.settings(name.lower())
+
+    def knows(self, account: str) -> bool:
+        """Whether *account* is one vtex-relay delivers for: any account, unless some account
+        has its own ``appKey``; then only the configured ones (VTEX_ACCOUNTS / _FILE)."""
+        return self._accounts.knows(account.lower())
+
+    def credentials(self, account: str) -> Credentials:
+        """The app key and token of *account*'s calls: its own, else the global pair.
+
+        ``UnknownAccount`` if it is not known (``knows``); ``ConfigurationError`` if it has no
+        credentials at all, or its token cannot be read (file, environment variable). Tokens
+        given by reference are read on the first call, then kept: a dict lookup per call.
+        """
+        return self._accounts.credentials(account.lower())
+
+    def tokens(self) -> list[str]:
+        """Every configured token (global and per account), for the redactor;
+        ``ConfigurationError`` if one cannot be read."""
+        return self._accounts.tokens()
 
     def policy_for(self, account: str) -> InvoicePolicy:
         """*account*'s invoicing policy: ``single`` (one Output invoice per order) or
@@ -202,22 +215,10 @@ class Settings(BaseSettings):
         """
         return 4 * self.max_body_bytes
 
-    def require_credentials(self) -> tuple[str, SecretStr]:
-        """The app key and token; a worker calls this at start-up."""
-        missing = [
-            name
-            for name, value in (
-                ("VTEX_APP_KEY", self.vtex_app_key),
-                ("VTEX_APP_TOKEN", self.vtex_app_token),
-            )
-            if not value
-        ]
-        if missing or self.vtex_app_key is None or self.vtex_app_token is None:
-            raise ConfigurationError(f"{' and '.join(missing)} must be set to call VTEX")
-        return self.vtex_app_key, self.vtex_app_token
-
-
-_NO_OWN = AccountSettings()
+    def require_credentials(self) -> None:
+        """``ConfigurationError`` (one line naming the account or variable) unless every
+        known account has credentials that can be read; a worker calls this at start-up."""
+        self._accounts.check()
 
 
 @lru_cache(maxsize=1)

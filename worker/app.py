@@ -68,10 +68,18 @@ def _settings_or_exit() -> Settings:
         raise SystemExit(f"vtex-relay: {exc}") from None
 
 
+def _tokens_or_exit(settings: Settings) -> list[str]:
+    try:
+        return settings.tokens()
+    except ConfigurationError as exc:  # a token file or variable that cannot be read
+        raise SystemExit(f"vtex-relay: {exc}") from None
+
+
 _settings = _settings_or_exit()
 app = create_app(_settings)
-# Cuts the app token out of attempt records, task results, exceptions and log lines.
-redact = Redactor([_settings.vtex_app_token.get_secret_value()] if _settings.vtex_app_token else [])
+# Cuts every configured token (global and each account's) out of attempt records, task
+# results, exceptions and log lines.
+redact = Redactor(_tokens_or_exit(_settings))
 
 
 @after_setup_logger.connect
@@ -91,7 +99,8 @@ def _one_line_per_job(**_: Any) -> None:
 
 @celeryd_init.connect
 def _check_credentials(**_: Any) -> None:
-    # A worker without credentials would fail every job; refuse to start instead.
+    # A worker without credentials (or with an account whose token cannot be read) would fail
+    # jobs; refuse to start instead.
     try:
         get_settings().require_credentials()
     except ConfigurationError as exc:

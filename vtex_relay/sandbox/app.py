@@ -14,12 +14,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from secrets import compare_digest
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from vtex_relay.sandbox.auth import KEY_HEADER, authorised
 from vtex_relay.sandbox.faults import Decision, Fault, Faults, decide
 from vtex_relay.sandbox.schemas import BodyError, BodyKind, BodyValidator
 from vtex_relay.sandbox.state import OmsRefusal, Order, Orders, RequestLog
@@ -38,7 +38,9 @@ ROUTES: tuple[tuple[str, str, BodyKind | None], ...] = (
 class SandboxConfig:
     """Start-up settings; ``POST /_sandbox/reset`` returns the sandbox to them.
 
-    With ``app_key``/``app_token`` unset any non-empty pair is accepted. ``strict_schema``
+    With ``app_key``/``app_token`` unset any non-empty pair is accepted. ``credentials``
+    (account -> (app key, app token)): those accounts accept only their own pair (``auth``).
+    ``strict_schema``
     drops the relaxations VTEX's own guide needs (see ``schemas``). ``seed`` seeds the
     fault RNG (``None``: a random seed).
     """
@@ -46,6 +48,7 @@ class SandboxConfig:
     order_total: int = 10_000
     app_key: str | None = None
     app_token: str | None = field(default=None, repr=False)
+    credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     faults: Faults = field(default_factory=Faults)
     seed: int | None = None
     log_limit: int = 1_000_000
@@ -86,17 +89,6 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response(body, status=status, headers=headers or None)
 
 
-def _authorised(request: web.Request, config: SandboxConfig) -> bool:
-    # aiohttp's header lookup is case-insensitive, as VTEX's is.
-    key = request.headers.get("X-VTEX-API-AppKey", "")
-    token = request.headers.get("X-VTEX-API-AppToken", "")
-    if not key or not token:
-        return False
-    if config.app_key is not None and not compare_digest(key.encode(), config.app_key.encode()):
-        return False
-    return config.app_token is None or compare_digest(token.encode(), config.app_token.encode())
-
-
 def _oms_handler(kind: BodyKind | None) -> Handler:
     """The handler of one OMS route; ``kind`` names the write (``None``: GET order)."""
 
@@ -116,6 +108,7 @@ def _oms_handler(kind: BodyKind | None) -> Handler:
             invoice_number = number if isinstance(number, str) else None
         path = request.path[len(account) + 1 :] if account else request.path
         entry = sb.log.record(request.method, path, account, order_id, invoice_number, body)
+        entry["appKey"] = request.headers.get(KEY_HEADER)  # the key only: never the token
         decision = decide(sb.faults, sb.rng, order_id, write=kind is not None)
         entry["fault"] = decision.fault.value
         if sb.faults.latency_ms:
@@ -155,7 +148,15 @@ def _refusal(
     request: web.Request, sb: _Sandbox, kind: BodyKind | None, body: Any, decision: Decision
 ) -> web.Response | None:
     """The error answer to an OMS request that must not be applied, if it is one."""
-    if not _authorised(request, sb.config):
+    config = sb.config
+    account = request.match_info.get("account", "")
+    if not authorised(
+        request.headers,
+        account,
+        app_key=config.app_key,
+        app_token=config.app_token,
+        credentials=config.credentials,
+    ):
         return _error(401, "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken required")
     if decision.fault is Fault.THROTTLE:
         return _error(429, "Too Many Requests", **_retry_after(sb))
@@ -204,6 +205,7 @@ async def _unknown(request: web.Request) -> web.StreamResponse:
     sb = request.app[SANDBOX]
     body = (await request.read()).decode("utf-8", "replace") or None
     entry = sb.log.record(request.method, request.path, "", None, None, body)
+    entry["appKey"] = request.headers.get(KEY_HEADER)
     sb.log.finish(entry, 404)
     return _error(404, f"No route for {request.method} {request.path}")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from pydantic import ValidationError
 
+from vtex_relay.accounts import Accounts, load_accounts_file
+from vtex_relay.errors import ConfigurationError
 from vtex_relay.sandbox import SandboxConfig, serve
 from vtex_relay.sandbox.faults import Faults
 
@@ -27,6 +29,13 @@ _RATE = click.FloatRange(0.0, 1.0)
     default=None,
     envvar="SANDBOX_APP_TOKEN",
     help="Accept only this X-VTEX-API-AppToken (or $SANDBOX_APP_TOKEN).",
+)
+@click.option(
+    "--accounts-file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="A TOML accounts file (as VTEX_ACCOUNTS_FILE): each account with an appKey accepts "
+    "only its own key and token (appToken, appTokenEnv or appTokenFile); others, the pair above.",
 )
 @click.option("--latency-ms", default=0.0, type=click.FloatRange(0), help="Added to each request.")
 @click.option("--rate-429", default=0.0, type=_RATE, help="Probability of a 429.")
@@ -76,6 +85,7 @@ def sandbox(
     order_total: int,
     app_key: str | None,
     app_token: str | None,
+    accounts_file: str | None,
     latency_ms: float,
     rate_429: float,
     retry_after: int,
@@ -106,9 +116,21 @@ def sandbox(
         order_total=order_total,
         app_key=app_key,
         app_token=app_token,
+        credentials=_credentials(accounts_file) if accounts_file else {},
         faults=faults,
         seed=seed,
         log_limit=log_limit,
         strict_schema=strict_schema,
     )
     serve(config, host, port)
+
+
+def _credentials(path: str) -> dict[str, tuple[str, str]]:
+    """account -> (app key, app token) of each account of *path* that has its own."""
+    try:
+        own = load_accounts_file(path)
+        accounts = Accounts(own, None, None)
+        pairs = {name: accounts.credentials(name) for name, it in own.items() if it.app_key}
+    except (ValueError, ConfigurationError) as exc:  # their texts never quote a token
+        raise click.BadParameter(str(exc), param_hint="--accounts-file") from None
+    return {name: (key, token.get_secret_value()) for name, (key, token) in pairs.items()}

@@ -19,6 +19,7 @@ class RecordedRequest:
     ``status`` is the status answered, or "dropped"/"stalled". ``body`` is the parsed JSON
     body, or the raw text when it was not JSON. Times are Unix seconds; ``applied_at`` is
     ``None`` when the request changed nothing. ``fault`` names the injected fault, if any.
+    ``app_key`` is the ``X-VTEX-API-AppKey`` it carried (its token is never logged).
     """
 
     seq: int
@@ -32,6 +33,7 @@ class RecordedRequest:
     fault: str | None
     received_at: float
     applied_at: float | None
+    app_key: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RecordedRequest:
@@ -48,6 +50,7 @@ class RecordedRequest:
             fault=data["fault"],
             received_at=data["receivedAt"],
             applied_at=data["appliedAt"],
+            app_key=data.get("appKey"),
         )
 
 
