@@ -41,6 +41,10 @@ from vtex_relay.sandbox import RecordedRequest, SandboxControl
 from vtex_relay.testing import start_workers, stop_all
 
 ACCOUNT = "teststore"
+# The orders are spread over three accounts sharing the workers: one rate-limited (RATED), and
+# every one paused now and then by the sandbox's random 429s.
+ACCOUNTS = (ACCOUNT, "chaosrated", "chaosother")
+RATED = '{"chaosrated": {"rate": 15, "burst": 3}}'  # VTEX_ACCOUNTS of the workers
 SEED_VARIABLE = "CHAOS_SEED"
 PRODUCERS = 4
 WORKERS = 4
@@ -81,14 +85,18 @@ class PlannedOrder:
     invoice_number: str
     jobs: list[PlannedJob]
     job_ids: list[str] = field(default_factory=list)  # filled by the one thread enqueuing it
+    account: str = ACCOUNT
 
     @property
     def ref(self) -> OrderRef:
-        return OrderRef(ACCOUNT, self.order_id)
+        return OrderRef(self.account, self.order_id)
 
 
-def plan_orders(rng: random.Random, count: int, prefix: str) -> list[PlannedOrder]:
-    """*count* orders, each: invoice, tracking-number, then three PUTs (the last: delivered)."""
+def plan_orders(
+    rng: random.Random, count: int, prefix: str, accounts: Sequence[str] = ACCOUNTS
+) -> list[PlannedOrder]:
+    """*count* orders, each: invoice, tracking-number, then three PUTs (the last: delivered);
+    their accounts taken in turn from *accounts*."""
     orders = []
     for n in range(count):
         order_id = f"{prefix}{n:04d}-01"
@@ -114,7 +122,7 @@ def plan_orders(rng: random.Random, count: int, prefix: str) -> list[PlannedOrde
             PlannedJob("tracking-number", "tracking-number", tracking_number),
         ]
         jobs += tracking_jobs(rng, 3, order_id)
-        orders.append(PlannedOrder(order_id, number, jobs))
+        orders.append(PlannedOrder(order_id, number, jobs, account=accounts[n % len(accounts)]))
     return orders
 
 
@@ -156,12 +164,12 @@ FAULTS: dict[str, Any] = {
 
 def enqueue_job(order: PlannedOrder, job: PlannedJob) -> str:
     if job.kind == "invoice":
-        return enqueue_invoice(order.order_id, job.body, account=ACCOUNT)
+        return enqueue_invoice(order.order_id, job.body, account=order.account)
     if job.kind == "tracking-number":
         return enqueue_tracking_number(
-            order.order_id, order.invoice_number, job.body, account=ACCOUNT
+            order.order_id, order.invoice_number, job.body, account=order.account
         )
-    return enqueue_tracking(order.order_id, order.invoice_number, job.body, account=ACCOUNT)
+    return enqueue_tracking(order.order_id, order.invoice_number, job.body, account=order.account)
 
 
 def produce(orders: Sequence[PlannedOrder], rng: random.Random) -> None:
@@ -477,7 +485,7 @@ def check_orders(
     findings = Findings()
     outcomes: Counter[str] = Counter()
     for order in orders:
-        posts: dict[str, int] = sandbox.order(order.order_id, ACCOUNT)["invoicePosts"]
+        posts: dict[str, int] = sandbox.order(order.order_id, order.account)["invoicePosts"]
         check_order(order, by_order.get(order.order_id, []), posts, findings)
         outcomes += check_redis(client, order, findings)
     return findings, outcomes

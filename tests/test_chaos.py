@@ -26,8 +26,10 @@ from dataclasses import dataclass
 import redis
 
 from tests.chaos import (
+    ACCOUNTS,
     ANSWER_LOST,
     FAULTS,
+    RATED,
     Chaos,
     Findings,
     Fleet,
@@ -105,7 +107,7 @@ def run_chaos(plan: Plan, sandbox: SandboxControl, client: redis.Redis) -> Obser
     started = time.monotonic()
     # The latency is applied before the write: more calls in flight at a kill.
     sandbox.set_faults(**FAULTS, latency_ms=plan.latency_ms)
-    fleet = Fleet({**os.environ, "RETRY_MAX_ATTEMPTS": "30"})
+    fleet = Fleet({**os.environ, "RETRY_MAX_ATTEMPTS": "30", "VTEX_ACCOUNTS": RATED})
     chaos = Chaos(fleet, *plan.kills) if plan.kills else None
 
     def progress() -> bool:
@@ -206,6 +208,12 @@ def scenario(
         f"seed {seed}: faults {dict(verdict.faults)}"
     )
     assert verdict.reconciled, f"seed {seed}: no reconciliation happened"
+    # Every account was paused by a 429 at least once, and the rate-limited one kept its rate
+    # whatever the others did (+1: a second's edge can hold one more slot).
+    paused = {r.account for r in observed.requests if r.fault == "429"}
+    assert paused == set(ACCOUNTS), f"seed {seed}: 429s for {paused} only"
+    per_second = Counter(int(r.received_at) for r in observed.requests if r.account == "chaosrated")
+    assert max(per_second.values()) <= 15 + 3 + 1, f"seed {seed}: {sorted(per_second.values())}"
     assert plan.kills is None or observed.kills, f"seed {seed}: no worker was killed"
     observed.fleet.discard_logs()
 

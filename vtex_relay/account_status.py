@@ -55,8 +55,7 @@ def account_statuses(client: "redis.Redis", settings: Settings) -> list[AccountS
 
 
 def _configured(settings: Settings) -> Iterable[str]:
-    yield from settings.vtex_accounts
-    yield from settings.vtex_account_rates
+    yield from settings.configured()
     if settings.vtex_account:
         yield settings.vtex_account
 

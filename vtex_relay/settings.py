@@ -175,6 +175,10 @@ class Settings(BaseSettings):
         # Lower-cased again for jobs enqueued before accounts were normalised.
         return self._accounts.settings(name.lower())
 
+    def configured(self) -> list[str]:
+        """The accounts with settings of their own (VTEX_ACCOUNTS, _FILE, _RATES), by name."""
+        return sorted(self._accounts.own)
+
     def knows(self, account: str) -> bool:
         """Whether *account* is one vtex-relay delivers for: any account, unless some account
         has its own ``appKey``; then only the configured ones (VTEX_ACCOUNTS / _FILE)."""
