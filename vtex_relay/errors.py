@@ -14,7 +14,8 @@ Every one is a ``RelayError``; no exception text ever contains a credential::
     ├── JobDead                 a try ended its job dead (the Celery task's FAILURE)
     ├── UnknownJob              operators: no dead or discarded job has this id
     ├── JobNotDead              operators: the job is not dead, so it cannot be replayed
-    └── UnknownOrder            operators: no job was ever enqueued for this order
+    ├── UnknownOrder            operators: no job was ever enqueued for this order
+    └── UnknownAccount          no settings (credentials) for this account
 """
 
 from dataclasses import dataclass
@@ -171,3 +172,11 @@ class UnknownOrder(RelayError):
         self.account = account
         self.order_id = order_id
         super().__init__(f"no job was ever enqueued for order {order_id} of account {account}")
+
+
+class UnknownAccount(RelayError):  # stand-in for the accounts branch
+    """The account has no settings here (no credentials to call VTEX with)."""
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        super().__init__(f"account {account} is not configured")

@@ -48,6 +48,13 @@ class AccountSettings(BaseModel):
     invoice_policy: InvoicePolicy | None = Field(default=None, alias="invoicePolicy")
 
 
+class Credentials(NamedTuple):  # stand-in for the accounts branch
+    """An account's VTEX API key pair."""
+
+    app_key: str
+    app_token: SecretStr
+
+
 class Rate(NamedTuple):
     """An account's rate limit (requests per second; 0: none) and burst."""
 
@@ -87,6 +94,14 @@ class Settings(BaseSettings):
     invoice_policy: InvoicePolicy = "single"
     verify_order_total: bool = True
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # The HTTP intake (`vtex-relay serve`, vtex_relay/intake/).
+    intake_host: str | None = None  # its own host name: {account}.INTAKE_HOST names an account
+    intake_batch_max_bytes: int = Field(default=64 * 1_048_576, gt=0)  # a /relay/batch body
+    intake_max_connections: int = Field(default=1_000, ge=1)
+    intake_max_header_bytes: int = Field(default=8_190, ge=1_024)  # one header line
+    intake_read_timeout: float = Field(default=30.0, gt=0)  # to receive a request's body
+    intake_keepalive_timeout: float = Field(default=15.0, gt=0)  # an idle connection is closed
+    intake_retry_after: int = Field(default=5, ge=1)  # seconds, in a 503's Retry-After
 
     @field_validator("redis_url")
     @classmethod
@@ -213,6 +228,21 @@ class Settings(BaseSettings):
         if missing or self.vtex_app_key is None or self.vtex_app_token is None:
             raise ConfigurationError(f"{' and '.join(missing)} must be set to call VTEX")
         return self.vtex_app_key, self.vtex_app_token
+
+    # stand-in for the accounts branch: VTEX_APP_KEY / VTEX_APP_TOKEN for every account, and
+    # every account known. The accounts branch replaces these three with per-account ones.
+    def credentials(self, account: str) -> Credentials:
+        """*account*'s API key pair; ``ConfigurationError`` when there is none."""
+        key, token = self.require_credentials()
+        return Credentials(key, token)
+
+    def knows(self, account: str) -> bool:
+        """Whether *account* is configured here."""
+        return True
+
+    def tokens(self) -> list[str]:
+        """Every configured token, for redaction."""
+        return [self.vtex_app_token.get_secret_value()] if self.vtex_app_token else []
 
 
 _NO_OWN = AccountSettings()
