@@ -58,6 +58,9 @@ def route(method: str, raw_path: str) -> Route:
             "'-', '_' and '.'; nothing was enqueued",
         )
     segments = path.split("/")[1:] if path.startswith("/") else []
+    if any(segment in (".", "..") for segment in segments):
+        # Refused before routing: a dot segment would otherwise shift the parameters.
+        raise Refusal(400, "Invalid request path: '.' and '..' segments are refused")
     account = None
     if len(segments) > 1 and segments[1] == "api" and segments[0] not in ("api", "relay"):
         account, segments = segments[0], segments[1:]  # VTEX's api.vtex.com/{account}/ form
