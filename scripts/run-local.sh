@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's run command. Starts, on this machine only:
-#   Redis (own port, AOF on), the VTEX sandbox, the Procfile's worker and Flower (honcho),
-# then enqueues the seed document's three example bodies and shows what the sandbox received.
+#   Redis (own port, AOF on), the VTEX sandbox, the Procfile's worker, Flower and intake (honcho),
+# then enqueues the seed document's three example bodies and shows what the sandbox received,
+# then makes one call with curl through the intake, as an ERP would call VTEX.
 # Stays up for Flower when run in a terminal (Ctrl-C stops everything); exits otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ ensure_redis_server
 REDIS_PORT=${RUN_REDIS_PORT:-6390}
 SANDBOX_PORT=${RUN_SANDBOX_PORT:-8765}
 export FLOWER_PORT=${FLOWER_PORT:-5555}
+export INTAKE_PORT=${INTAKE_PORT:-8080}
 export REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0"
 export VTEX_ACCOUNT=${VTEX_ACCOUNT:-sandboxstore}
 export VTEX_APP_KEY=vtexappkey-sandboxstore-LOCAL
@@ -22,9 +24,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 RUN_DIR=.run
 mkdir -p "$RUN_DIR/redis"
 
-for port in "$REDIS_PORT" "$SANDBOX_PORT" "$FLOWER_PORT"; do
+for port in "$REDIS_PORT" "$SANDBOX_PORT" "$FLOWER_PORT" "$INTAKE_PORT"; do
   if python -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$port))!=0)"; then
-    echo "port $port is in use: stop what uses it, or set RUN_REDIS_PORT / RUN_SANDBOX_PORT / FLOWER_PORT" >&2
+    echo "port $port is in use: stop what uses it, or set RUN_REDIS_PORT / RUN_SANDBOX_PORT / FLOWER_PORT / INTAKE_PORT" >&2
     exit 1
   fi
 done
@@ -45,12 +47,19 @@ echo "==> VTEX sandbox on http://127.0.0.1:${SANDBOX_PORT}"
 SANDBOX_APP_TOKEN="$VTEX_APP_TOKEN" vtex-relay sandbox --port "$SANDBOX_PORT" --app-key "$VTEX_APP_KEY" --strict-schema \
   >"$RUN_DIR/sandbox.log" 2>&1 &
 pids+=($!)
-echo "==> worker and Flower (honcho start; output in ${RUN_DIR}/honcho.log)"
+echo "==> worker, Flower and the intake (honcho start; output in ${RUN_DIR}/honcho.log)"
 honcho start >"$RUN_DIR/honcho.log" 2>&1 &
 pids+=($!)
 
 if ! python scripts/demo.py --sandbox "http://127.0.0.1:${SANDBOX_PORT}" --flower-port "$FLOWER_PORT"; then
   echo "the run failed; last lines of ${RUN_DIR}/honcho.log:" >&2
+  tail -n 30 "$RUN_DIR/honcho.log" >&2
+  exit 1
+fi
+
+if ! python scripts/intake_demo.py --intake "http://127.0.0.1:${INTAKE_PORT}" \
+  --sandbox "http://127.0.0.1:${SANDBOX_PORT}"; then
+  echo "the intake call failed; last lines of ${RUN_DIR}/honcho.log:" >&2
   tail -n 30 "$RUN_DIR/honcho.log" >&2
   exit 1
 fi

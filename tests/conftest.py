@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.processes import ROOT, RedisServer, Worker, free_port
-from vtex_relay.testing import Sandbox
+from vtex_relay.testing import Intake, Sandbox
 
 REDIS_PORT = free_port()
 SANDBOX_PORT = free_port()
@@ -93,3 +93,18 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch
     yield monkeypatch
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def intake_process(redis_server: RedisServer) -> Iterator[Intake]:
+    """``vtex-relay serve`` on a free port, on the test Redis; its own host name relay.test."""
+    process = Intake(env={**os.environ, "INTAKE_HOST": "relay.test"}, cwd=ROOT)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def intake(intake_process: Intake, redis_client: redis.Redis) -> str:
+    """The intake's URL, with the test Redis emptied."""
+    return intake_process.url

@@ -39,9 +39,14 @@ from vtex_relay.sandbox import SandboxControl
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("config", "worker", "tasks", "vtex_relay")
-EXTRAS = {"sandbox": {"aiohttp", "jsonschema"}, "flower": {"flower"}, "run": {"honcho"}}
+EXTRAS = {
+    "sandbox": {"aiohttp", "jsonschema"},
+    "flower": {"flower"},
+    "intake": {"aiohttp", "uvloop"},
+    "run": {"honcho"},
+}
 # The only modules that may import what an extra brings (each command loads them lazily).
-NEEDS_AN_EXTRA = ("vtex_relay.sandbox",)
+NEEDS_AN_EXTRA = ("vtex_relay.sandbox", "vtex_relay.intake")
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
 NOT_FOR_WORKERS = {name for names in EXTRAS.values() for name in names}
 # What a copy of the tree leaves out: local state, caches and earlier builds.
@@ -185,6 +190,7 @@ class TestInstalledWheel:
         for command in ("enqueue", "dlq", "order", "sandbox"):
             assert re.search(rf"^\s+{command}\s", commands, re.MULTILINE), result.stdout
         assert "pip install 'vtex-relay[sandbox]'" in commands  # the sandbox: not installed
+        assert "pip install 'vtex-relay[intake]'" in commands  # nor the intake
 
     def test_every_module_but_the_sandbox_imports_without_the_extras(self, venv: Path) -> None:
         code = (
@@ -213,6 +219,14 @@ class TestInstalledWheel:
                 "vtex-relay: the sandbox command needs aiohttp, which is not installed: "
                 "pip install 'vtex-relay[sandbox]'\n"
             )
+
+    def test_serve_without_its_extra_says_how_to_install_it(self, venv: Path) -> None:
+        result = _run(venv, "vtex-relay", "serve", "--port", "0")
+        assert result.returncode == 2
+        assert result.stderr == (
+            "vtex-relay: the serve command needs aiohttp, which is not installed: "
+            "pip install 'vtex-relay[intake]'\n"
+        )
 
     @pytest.mark.integration
     @pytest.mark.usefixtures("redis_client")

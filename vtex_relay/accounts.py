@@ -46,8 +46,10 @@ class AccountSettings(BaseModel):
 
     ``rate``/``burst`` override ``VTEX_RATE_LIMIT``/``VTEX_RATE_BURST`` (an own rate without a
     burst has none); ``invoicePolicy`` overrides ``INVOICE_POLICY``; ``appKey`` with one of
-    ``appToken``, ``appTokenEnv``, ``appTokenFile`` replace ``VTEX_APP_KEY``/``VTEX_APP_TOKEN``.
-    Unknown keys are refused by name, so a typo is not silently ignored.
+    ``appToken``, ``appTokenEnv``, ``appTokenFile`` replace ``VTEX_APP_KEY``/``VTEX_APP_TOKEN``;
+    ``intakeKey`` is a token the HTTP intake accepts in place of the app token (for an ERP that
+    must not hold the VTEX token). Unknown keys are refused by name, so a typo is not silently
+    ignored.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,8 +61,9 @@ class AccountSettings(BaseModel):
     app_token: SecretStr | None = Field(default=None, alias="appToken")
     app_token_env: str | None = Field(default=None, alias="appTokenEnv")
     app_token_file: str | None = Field(default=None, alias="appTokenFile")
+    intake_key: SecretStr | None = Field(default=None, alias="intakeKey")
 
-    @field_validator("app_key", "app_token", mode="before")
+    @field_validator("app_key", "app_token", "intake_key", mode="before")
     @classmethod
     def _clean(cls, value: object) -> object:
         if value == "":
@@ -192,6 +195,7 @@ class Accounts:
         tokens = [pair.app_token.get_secret_value() for pair in self._resolved().values()]
         if self._app_token is not None:
             tokens.append(self._app_token.get_secret_value())
+        tokens += [own.intake_key.get_secret_value() for own in self.own.values() if own.intake_key]
         return tokens
 
     def check(self) -> None:

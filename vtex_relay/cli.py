@@ -51,11 +51,16 @@ body_argument = click.argument("file", type=click.File("rb"), default="-")
 
 
 class _LazyGroup(click.Group):
-    """Imports the sandbox command only when it runs (click's lazy-loading pattern): it pulls
-    in aiohttp, which every other command would otherwise pay for at its start. Installed without
-    its extra (``vtex-relay[sandbox]``: aiohttp, jsonschema), it says so in one line, exit 2."""
+    """Imports the sandbox and serve commands only when they run (click's lazy-loading
+    pattern): they pull in aiohttp, which every other command would otherwise pay for at its
+    start. Installed without its extra (``vtex-relay[sandbox]``: aiohttp, jsonschema;
+    ``vtex-relay[intake]``: aiohttp), a command says so in one line, exit 2."""
 
-    _lazy: ClassVar[dict[str, str]] = {"sandbox": "vtex_relay.sandbox.command"}
+    # command -> (its module, the extra it needs)
+    _lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "sandbox": ("vtex_relay.sandbox.command", "sandbox"),
+        "serve": ("vtex_relay.intake.command", "intake"),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self._lazy])
@@ -63,13 +68,13 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self._lazy:
             try:
-                module = importlib.import_module(self._lazy[cmd_name])
+                module = importlib.import_module(self._lazy[cmd_name][0])
             except ModuleNotFoundError as exc:
                 missing = (exc.name or "").partition(".")[0]
-                if missing not in ("aiohttp", "jsonschema"):
+                if missing not in ("aiohttp", "jsonschema", "multidict"):
                     raise
-                # The extra is named after the command. Any arguments (--help too) get the hint.
-                hint = f"pip install 'vtex-relay[{cmd_name}]'"
+                # Any arguments (--help too) get the hint.
+                hint = f"pip install 'vtex-relay[{self._lazy[cmd_name][1]}]'"
                 message = f"the {cmd_name} command needs {missing}, which is not installed: {hint}"
                 return click.Command(
                     cmd_name,

@@ -39,7 +39,7 @@ def dlq_list(as_json: bool) -> None:
     with operator_errors():
         jobs = dead_letters.list_dead(operator_client())
     if as_json:
-        click.echo(json.dumps([_job_json(job) for job in jobs]))
+        click.echo(json.dumps([job_json(job) for job in jobs]))
     elif not jobs:
         click.echo("no dead jobs")
     else:
@@ -65,7 +65,7 @@ def dlq_show(job_id: str, as_json: bool) -> None:
     with operator_errors():
         job = dead_letters.show(operator_client(), job_id)
     if as_json:
-        click.echo(json.dumps(_job_json(job, body=True, attempts=True)))
+        click.echo(json.dumps(job_json(job, body=True, attempts=True)))
     else:
         click.echo(_job_block(job))
 
@@ -106,28 +106,7 @@ def order(order_id: str, account: str | None, as_json: bool) -> None:
         ref = _order_ref(order_id, account)
         status = dead_letters.order_status(operator_client(), ref)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "account": ref.account,
-                    "orderId": ref.order_id,
-                    "state": status.state,
-                    "head": status.head or None,
-                    "jobs": [_job_json(j, attempts=True) for j in status.jobs],
-                    "invoices": [
-                        {
-                            "invoiceNumber": i.number,
-                            "type": i.type,
-                            "invoiceValue": i.value,
-                            "state": i.state,
-                            "jobId": i.job_id,
-                        }
-                        for i in status.invoices
-                    ],
-                    "vtex": status.vtex,
-                }
-            )
-        )
+        click.echo(json.dumps(order_json(ref, status)))
         return
     head = f" at seq {status.head}" if status.head else ""
     lines = [f"order {_name(ref)}: {status.state}{head}", ""]
@@ -210,7 +189,30 @@ def _order_ref(order_id: str, account: str | None) -> OrderRef:
     return OrderRef(account, order_id)
 
 
-def _job_json(job: JobRecord, *, body: bool = False, attempts: bool = False) -> dict[str, Any]:
+def order_json(ref: OrderRef, status: dead_letters.OrderStatus) -> dict[str, Any]:
+    """The ``order --json`` view (also the intake's ``GET /relay/orders/{orderId}``)."""
+    return {
+        "account": ref.account,
+        "orderId": ref.order_id,
+        "state": status.state,
+        "head": status.head or None,
+        "jobs": [job_json(j, attempts=True) for j in status.jobs],
+        "invoices": [
+            {
+                "invoiceNumber": i.number,
+                "type": i.type,
+                "invoiceValue": i.value,
+                "state": i.state,
+                "jobId": i.job_id,
+            }
+            for i in status.invoices
+        ],
+        "vtex": status.vtex,
+    }
+
+
+def job_json(job: JobRecord, *, body: bool = False, attempts: bool = False) -> dict[str, Any]:
+    """A job as ``dlq show --json`` shows it."""
     data: dict[str, Any] = {
         "jobId": job.job_id,
         "account": job.account,

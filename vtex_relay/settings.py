@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     # The most messages one account may have in the Celery queue at once (fair share).
     dispatch_window: int = Field(default=32, ge=1, le=10_000)
 
+    # The HTTP intake (`vtex-relay serve`, vtex_relay/intake/).
+    intake_host: str | None = None  # its own host name: {account}.INTAKE_HOST names an account
+    intake_batch_max_bytes: int = Field(default=64 * 1_048_576, gt=0)  # a /relay/batch body
+    intake_max_connections: int = Field(default=1_000, ge=1)
+    intake_max_header_bytes: int = Field(default=8_190, ge=1_024)  # one header line
+    intake_read_timeout: float = Field(default=30.0, gt=0)  # to receive a request's body
+    intake_keepalive_timeout: float = Field(default=15.0, gt=0)  # an idle connection is closed
+    intake_retry_after: int = Field(default=5, ge=1)  # seconds, in a 503's Retry-After
+
     # Every account's own settings, merged once at parse (_merge_accounts).
     _accounts: Accounts = PrivateAttr()
 

@@ -338,3 +338,25 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class Intake(Child):
+    """``python -m vtex_relay serve --host 127.0.0.1 --port PORT`` (0: any free port); ``url``
+    once it listens. Its process needs the ``intake`` extra; this one does not."""
+
+    def __init__(
+        self, *, port: int = 0, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        super().__init__("intake", env=env, cwd=cwd)
+        self.port = port
+        self.url = ""
+
+    def start(self, timeout: float = 30.0) -> Self:
+        port = ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.spawn([sys.executable, "-m", "vtex_relay", "serve", *port])
+        self.url = self.wait_until(self._listening, timeout, "the intake to listen")
+        return self
+
+    def _listening(self) -> str | None:
+        found = re.search(r"intake listening on (http://\S+)", self.log())
+        return found.group(1) if found else None

@@ -1,0 +1,165 @@
+"""The server: one aiohttp low-level ``web.Server`` and one dispatcher, with its limits.
+
+No ``web.Application`` and no router: every request goes to ``Intake.handle``, which routes
+on the raw path (``paths``), finds the account, authenticates, then runs the route. Any error
+becomes an answer in VTEX's error shape; nothing a client sends can end the process. Limits:
+a request line or header line of at most ``INTAKE_MAX_HEADER_BYTES``, 128 headers, a body of
+``input_limit()`` (4 times ``MAX_BODY_BYTES``, as the CLI reads) or ``INTAKE_BATCH_MAX_BYTES``
+read within ``INTAKE_READ_TIMEOUT``, idle connections (and ones that send nothing) closed after
+``INTAKE_KEEPALIVE_TIMEOUT``, and at most ``INTAKE_MAX_CONNECTIONS`` open connections (more
+are closed as they open).
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from vtex_relay import connections
+from vtex_relay.errors import ConfigurationError, InvalidJob, InvoiceConflict, QueueUnavailable
+from vtex_relay.intake import openapi, paths, relay
+from vtex_relay.intake.accounts import account_of
+from vtex_relay.intake.answers import Refusal, invalid, json_response
+from vtex_relay.intake.auth import authenticate
+from vtex_relay.intake.body import parse, read_body
+from vtex_relay.intake.coalescer import Coalescer
+from vtex_relay.intake.passthrough import get_order
+from vtex_relay.intake.writes import write
+from vtex_relay.redaction import Redactor
+from vtex_relay.settings import Settings
+
+log = logging.getLogger("vtex_relay.intake")
+BATCH_TYPES = ("application/x-ndjson", "application/jsonl", "application/json", "text/plain")
+
+
+class Intake:
+    """The dispatcher and what it holds: settings, the enqueue coalescer, the Redis-read
+    thread, and the HTTP session for GET order. ``start`` and ``close`` on the event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.queue = Coalescer()
+        self.reads = relay.Reads()
+        self.session: aiohttp.ClientSession | None = None
+        self.redact = Redactor(settings.tokens())
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        self.queue.close()
+        self.reads.close()
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await self._route(request)
+        except Refusal as refusal:
+            return refusal.response()
+        except InvalidJob as exc:
+            return invalid(exc.errors).response()
+        except InvoiceConflict as exc:
+            return Refusal(409, f"{exc}; nothing was enqueued").response()
+        except (QueueUnavailable, RedisError) as exc:
+            log.warning("Redis unavailable: %s", self.redact(str(exc)))
+            return self.unavailable().response()
+        except ConfigurationError as exc:
+            log.error("bad settings: %s", self.redact(str(exc)))
+            return Refusal(503, "The relay is misconfigured (see its log)").response()
+        except Exception:  # a bug must cost one request, not the process
+            log.exception("request %s failed", request.method)
+            return Refusal(500, "Internal error of the relay (see its log)").response()
+
+    def unavailable(self) -> Refusal:
+        seconds = self.settings.intake_retry_after
+        return Refusal(
+            503,
+            f"The relay's queue is unavailable; try again in {seconds} s (the same request "
+            "again is safe: an identical job is answered with the first one's id)",
+            headers={"Retry-After": str(seconds)},
+        )
+
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        route = paths.route(request.method, request.raw_path)
+        if route.name == "health":
+            return await self._health()
+        if route.name == "openapi":
+            return json_response(openapi.document())
+        settings = self.settings
+        an = request.query.getall("an", [])
+        account = account_of(settings, route.path_account, an, request.headers.get("Host"))
+        authenticate(settings, account, request.headers)
+        if route.name in ("invoice", "tracking-number", "tracking"):
+            return await write(request, route, account, settings, self.queue)
+        if route.name == "get-order":
+            assert self.session is not None
+            return await get_order(self.session, settings, account, route.params["orderId"])
+        if route.name == "batch":
+            return await self._batch(request, account)
+        if route.name == "relay-order":
+            view = await self.reads.run(relay.order_view, account, route.params["orderId"])
+            return json_response(view)
+        order_id = request.query.get("orderId")
+        return json_response(
+            await self.reads.run(relay.job_view, account, route.params["jobId"], order_id)
+        )
+
+    async def _batch(self, request: web.BaseRequest, account: str) -> web.Response:
+        if request.content_type not in BATCH_TYPES:
+            shown = request.content_type[:100]
+            raise Refusal(400, f"Content-Type must be application/x-ndjson, not {shown}")
+        limit, timeout = self.settings.intake_batch_max_bytes, self.settings.intake_read_timeout
+        raw = await read_body(request, limit, timeout)
+        if request.content_type == "application/json" and raw.lstrip().startswith(b"["):
+            parse(raw)  # a JSON array is not JSON lines: say so rather than "line 1: ..."
+            raise Refusal(400, "A batch is JSON lines, one job object per line, not an array")
+        jobs = await self.reads.run(relay.batch, raw, account, self.settings)
+        return json_response({"jobs": jobs})
+
+    async def _health(self) -> web.Response:
+        try:
+            await self.reads.run(connections.redis_client().ping)
+        except RedisError:
+            return self.unavailable().response()
+        return json_response({"status": "ok"})
+
+
+class _BoundedServer(web.Server):
+    """``web.Server`` that closes a connection opened beyond *max_connections*."""
+
+    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_connections = max_connections
+
+    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if len(self.connections) > self._max_connections:
+            transport.close()
+
+
+async def run(settings: Settings, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve until *stop* is set; print ``intake listening on http://HOST:PORT`` once ready."""
+    intake = Intake(settings)
+    await intake.start()
+    server = _BoundedServer(
+        intake.handle,
+        max_connections=settings.intake_max_connections,
+        access_log=None,  # a line per request would cost more than the request
+        keepalive_timeout=settings.intake_keepalive_timeout,
+        max_line_size=settings.intake_max_header_bytes,
+        max_field_size=settings.intake_max_header_bytes,
+    )
+    runner = web.ServerRunner(server, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        print(f"intake listening on http://{host}:{runner.addresses[0][1]}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await intake.close()

@@ -1,0 +1,54 @@
+"""Authentication as VTEX does it: ``X-VTEX-API-AppKey`` and ``X-VTEX-API-AppToken``.
+
+The pair must be the account's own configured credentials, so an ERP's existing configuration
+works unchanged and nobody without them can enqueue for the account. Alternatively the token
+may be the account's intake key (``intakeKey`` in ``VTEX_ACCOUNTS``), for an ERP that must not
+hold the VTEX token: it then sends the app key with the intake key in place of the token.
+Comparisons are constant-time (``hmac.compare_digest``) and every candidate is compared, so the
+time taken does not say which part was wrong. No header value ever goes into an answer or a log.
+"""
+
+from hmac import compare_digest
+
+from multidict import CIMultiDictProxy
+
+from vtex_relay.errors import ConfigurationError, UnknownAccount
+from vtex_relay.intake.answers import Refusal
+from vtex_relay.settings import Settings
+
+KEY_HEADER = "X-VTEX-API-AppKey"
+TOKEN_HEADER = "X-VTEX-API-AppToken"  # noqa: S105 (a header name, not a secret)
+UNAUTHORISED = (
+    "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken must be the account's credentials"
+)
+
+
+def intake_key(settings: Settings, account: str) -> str | None:
+    """The account's intake key, if it has one (``intakeKey`` in ``VTEX_ACCOUNTS``)."""
+    value = settings.account(account).intake_key
+    return value.get_secret_value() if value is not None else None
+
+
+def authenticate(settings: Settings, account: str, headers: CIMultiDictProxy[str]) -> None:
+    """Return if the request's key pair is *account*'s; else ``Refusal`` 401 (or 503 when the
+    relay itself has no credentials configured, which no client can fix)."""
+    try:
+        credentials = settings.credentials(account)
+    except UnknownAccount:
+        # 401, as VTEX answers a key pair that is not the account's: the caller cannot be
+        # authorised for an account the relay does not serve.
+        raise Refusal(401, f"Unauthorized: account {account} is not served by this relay") from None
+    except ConfigurationError:
+        raise Refusal(503, "The relay has no VTEX credentials configured") from None
+    key = headers.get(KEY_HEADER, "").encode("utf-8", "replace")
+    token = headers.get(TOKEN_HEADER, "").encode("utf-8", "replace")
+    tokens = [credentials.app_token.get_secret_value()]
+    own = intake_key(settings, account)
+    if own is not None:
+        tokens.append(own)
+    key_ok = compare_digest(key, credentials.app_key.encode())
+    token_ok = False
+    for candidate in tokens:
+        token_ok |= compare_digest(token, candidate.encode())
+    if not (key_ok and token_ok and key and token):
+        raise Refusal(401, UNAUTHORISED)

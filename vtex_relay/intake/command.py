@@ -1,0 +1,49 @@
+"""``vtex-relay serve``: the HTTP intake (attached to the CLI lazily; needs the intake extra)."""
+
+import asyncio
+import logging
+import signal
+
+import click
+
+from vtex_relay import redaction
+from vtex_relay.console import clean_errors
+from vtex_relay.intake.app import run
+from vtex_relay.settings import Settings, get_settings
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0: any free port).",
+)
+def serve(host: str, port: int) -> None:
+    """Accept VTEX's invoice and tracking calls over HTTP and enqueue them (see README)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with clean_errors():
+        settings = get_settings()
+    # The second line of defence: no code logs a token, and this cuts out any that slips in.
+    redaction.install(redaction.Redactor(settings.tokens()), [logging.getLogger()])
+    _install_uvloop()
+    asyncio.run(_main(settings, host, port))
+
+
+async def _main(settings: Settings, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run(settings, host, port, stop)
+
+
+def _install_uvloop() -> None:
+    # uvloop roughly doubles what one process serves; the intake works without it (Windows).
+    try:
+        import uvloop
+    except ModuleNotFoundError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -1,0 +1,168 @@
+"""The relay's own endpoints, under ``/relay/`` (no VTEX path starts so).
+
+``POST /relay/batch`` takes JSON lines in the format of ``vtex-relay enqueue batch``, with its
+all-or-nothing rule: every line is validated, and checked against Redis for conflicting
+invoices and unknown updates, before any is enqueued. A line without ``account`` is for the
+request's account; a line naming another account is refused (a key pair authorises one
+account). ``GET /relay/orders/{orderId}`` is the ``vtex-relay order --json`` view and
+``GET /relay/jobs/{jobId}`` a job's (a live job is found through its order: ``?orderId=``).
+The Redis calls run in a thread, off the event loop.
+"""
+
+import asyncio
+import io
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from pydantic_core import to_json
+
+from vtex_relay import connections, dead_letters
+from vtex_relay.batch import invoice_conflicts, update_refusals, validate_batch
+from vtex_relay.errors import FieldError, InvalidJob, UnknownJob, UnknownOrder
+from vtex_relay.identifiers import check_order_id
+from vtex_relay.intake.answers import Refusal, invalid
+from vtex_relay.jobs import Job
+from vtex_relay.keys import OrderRef
+from vtex_relay.models import parse_json
+from vtex_relay.operator_cli import job_json, order_json
+from vtex_relay.ordering import Enqueued
+from vtex_relay.producer import RERUN_IS_SAFE, enqueue_many, refused_by_redis
+from vtex_relay.settings import Settings
+
+T = TypeVar("T")
+MAX_REPORTED = 100  # bad lines listed in one answer, as the CLI
+_REFUSED = ("conflict", "unknown-invoice", "untracked")
+
+
+class Reads:
+    """Runs the relay endpoints' synchronous Redis work in a thread of their own."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay")
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def batch(raw: bytes, account: str, settings: Settings) -> list[dict[str, Any]]:
+    """Enqueue every line of *raw*, or none: ``Refusal`` 400 naming each bad line (409 for a
+    race with another producer; 503 if Redis went away part-way)."""
+    bad: list[FieldError] = []
+    count = 0
+
+    def on_error(number: int, exc: InvalidJob) -> None:
+        nonlocal count
+        count += 1
+        if len(bad) < MAX_REPORTED:
+            bad.extend(FieldError(f"line {number}: {e.location}", e.message) for e in exc.errors)
+
+    spool = io.StringIO()
+    lines = _lines(raw, account, settings.vtex_account)
+    good = validate_batch(lines, spool, on_error)
+    for line in good:
+        if line.ref.account != account:
+            reason = f"is {line.ref.account}, not the request's account {account}"
+            on_error(line.line, InvalidJob([FieldError("account", reason)]))
+    if not count:
+        for number, reason in invoice_conflicts(good):
+            on_error(number, InvalidJob([FieldError("orderId", reason)]))
+        for number, reason in update_refusals(good):
+            on_error(number, InvalidJob([FieldError("invoiceNumber", reason)]))
+    if count:
+        raise invalid(bad)
+    jobs = [Job.model_validate_json(text) for text in spool.getvalue().splitlines()]
+    results = enqueue_many(jobs)
+    summaries = [_summary(job, result) for job, result in zip(jobs, results, strict=True)]
+    failed = [r for r in results if r.verdict == "failed"]
+    if failed:
+        went = sum(r.verdict in ("enqueued", "duplicate") for r in results)
+        trouble = refused_by_redis(failed[0].state or "")
+        raise Refusal(503, f"{trouble}: {went} job(s) went in. {RERUN_IS_SAFE}")
+    refused = [s for s in summaries if s["status"] in _REFUSED]
+    if refused:
+        # Only a producer racing this batch can cause this: the checks above saw nothing wrong.
+        raise Refusal(
+            409,
+            f"{len(refused)} job(s) were refused because of another producer's jobs (all "
+            "others were enqueued): "
+            + "; ".join(f"{s['orderId']} {s['status']}" for s in refused[:MAX_REPORTED]),
+        )
+    return summaries
+
+
+def _lines(raw: bytes, account: str, default: str | None) -> Iterator[bytes | str]:
+    """The batch's lines; when the request's account is not the default one, each line
+    without ``account`` gets the request's (a line that does not parse is left as it is, for
+    ``validate_batch`` to report)."""
+    for line in raw.split(b"\n"):
+        if account == default or not line.strip():
+            yield line
+            continue
+        try:
+            data = parse_json(line)
+        except ValueError:
+            yield line
+            continue
+        if isinstance(data, dict) and "account" not in data:
+            data["account"] = account
+            yield to_json(data)
+        else:
+            yield line
+
+
+def _summary(job: Job, result: Enqueued) -> dict[str, Any]:
+    return {
+        "jobId": result.job_id,
+        "kind": job.kind,
+        "account": job.account,
+        "orderId": job.order_id,
+        "invoiceNumber": job.invoice_number,
+        "status": result.verdict,
+    }
+
+
+def order_view(account: str, raw_order_id: str) -> dict[str, Any]:
+    """``vtex-relay order --json``; ``Refusal`` 404 for an order the relay never had."""
+    ref = OrderRef(account, _order_id(raw_order_id))
+    try:
+        return order_json(ref, dead_letters.order_status(connections.redis_client(), ref))
+    except UnknownOrder as exc:
+        raise Refusal(404, str(exc)) from None
+
+
+def job_view(account: str, job_id: str, raw_order_id: str | None) -> dict[str, Any]:
+    """A job of *account*: found through its order, or else among dead and discarded jobs."""
+    client = connections.redis_client()
+    if raw_order_id is not None:
+        ref = OrderRef(account, _order_id(raw_order_id))
+        try:
+            status = dead_letters.order_status(client, ref)
+        except UnknownOrder as exc:
+            raise Refusal(404, str(exc)) from None
+        for job in status.jobs:
+            if job.job_id == job_id:
+                return job_json(job, attempts=True)
+    else:
+        try:
+            record = dead_letters.show(client, job_id)
+        except UnknownJob:
+            pass
+        else:
+            if record.account == account:  # another account's job is not found here
+                return job_json(record, body=True, attempts=True)
+    raise Refusal(
+        404,
+        f"No job {job_id[:64]} of account {account} found; a live job is found through its "
+        "order: /relay/jobs/{jobId}?orderId=ORDER_ID or /relay/orders/{orderId}",
+    )
+
+
+def _order_id(raw: str) -> str:
+    try:
+        return check_order_id(raw)
+    except ValueError as exc:
+        raise invalid([FieldError("orderId", str(exc))]) from None
