@@ -326,7 +326,7 @@ def stuck_report(client: redis.Redis, orders: Sequence[PlannedOrder], limit: int
         status = order_status(client, order.ref)
         for job in [j for j in status.jobs if j.state != "done"][:1]:
             raw = client.hgetall(order.ref.job_key(job.job_id))
-            fields = {text(k): text(v) for k, v in raw.items() if text(k) != "message"}
+            fields = {text(k): text(v) for k, v in raw.items()}
             lines.append(
                 f"  {order.order_id}: order {state} head={status.head}; {job.kind} job "
                 f"{job.job_id} {fields} attempts={[a.outcome for a in job.attempts]} "

@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 
 from tests.processes import ROOT, free_port, text
 from vtex_relay.cli import cli
-from vtex_relay.keys import OrderRef
-from vtex_relay.messages import QUEUE
+from vtex_relay.keys import OrderRef, account
+from vtex_relay.messages import QUEUE, read_message
 
 EXAMPLES = ROOT / "examples"
 INVOICE = json.loads((EXAMPLES / "invoice.json").read_text())
@@ -44,11 +44,8 @@ def queued(client: redis.Redis) -> list[dict[str, Any]]:
     """The task messages waiting in the queue, oldest first, as (task name, kwargs)."""
     messages = []
     for raw in reversed(client.lrange(QUEUE, 0, -1)):  # kombu LPUSHes, workers BRPOP
-        message = json.loads(raw)
-        from base64 import b64decode
-
-        _args, kwargs, _embed = json.loads(b64decode(message["body"]))
-        messages.append({"task": message["headers"]["task"], **kwargs})
+        task, kwargs = read_message(raw)
+        messages.append({"task": task, **kwargs})
     return messages
 
 
@@ -196,8 +193,12 @@ class TestBatch:
         assert result.exit_code == 0, result.output
         ids = result.stdout.split()
         messages = queued(redis_client)
-        assert [m["job_id"] for m in messages] == ids
-        assert [m["order_id"] for m in messages] == [f"o-{i}" for i in range(50)]
+        # The account's window (DISPATCH_WINDOW, 32) has messages; the rest wait in its line.
+        line = [
+            text(m).split()[1] for m in redis_client.lrange(account("teststore", "line"), 0, -1)
+        ]
+        assert [m["job_id"] for m in messages] + line == ids
+        assert [m["order_id"] for m in messages] == [f"o-{i}" for i in range(32)]
 
     def test_the_example_batch_file(self, redis_client: redis.Redis) -> None:
         result = run("enqueue", "batch", str(EXAMPLES / "batch.jsonl"), "--json")
@@ -227,4 +228,7 @@ class TestBatch:
     def test_many_lines(self, redis_client: redis.Redis) -> None:
         result = run("enqueue", "batch", "-", stdin="\n".join(self.lines(20_000)))
         assert result.exit_code == 0
-        assert redis_client.llen(QUEUE) == 20_000  # 20,000 orders: each job is its order's head
+        # 20,000 orders: each job is its order's head, so each has its turn: a message, or its
+        # place in the account's line (beyond its dispatch window)
+        in_line = redis_client.llen(account("teststore", "line"))
+        assert (redis_client.llen(QUEUE), in_line) == (32, 20_000 - 32)

@@ -153,14 +153,10 @@ def test_a_quiet_account_is_served_while_a_noisy_one_has_a_large_backlog(
     # And the noisy account's jobs were not fetched and parked again and again: each got a
     # message once, except at most a window's worth sent before the workers told its rate.
     refs = [OrderRef("noisy", f"o-noisy-{n}") for n in range(1000)]
+    ids = [text(redis_client.hget(ref.key("seqs"), 1)) for ref in refs]
     dispatched = [
-        int(
-            text(
-                redis_client.hget(
-                    ref.job_key(text(redis_client.hget(ref.key("seqs"), 1))), "dispatches"
-                )
-            )
-        )
-        for ref in refs
+        int(redis_client.hget(ref.job_key(job_id), "dispatches") or 0)
+        for ref, job_id in zip(refs, ids, strict=True)
     ]
+    print(f"\nnoisy account: {noisy_sent} calls first; {sum(d > 1 for d in dispatched)} re-sent")
     assert sum(1 for d in dispatched if d > 1) <= 32

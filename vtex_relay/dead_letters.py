@@ -131,7 +131,7 @@ def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
     state = order.get("state", "idle")
     jobs = []
     for index, (seq, job_id) in enumerate(seqs):
-        job = _record(ref, job_id, replies[2 * index], replies[2 * index + 1], seq)
+        job = _record(ref, job_id, *replies[READS * index : READS * (index + 1)], seq=seq)
         if job.state == "queued" and state == "held":
             job = replace(job, state="held")
         jobs.append(job)
@@ -201,14 +201,18 @@ def _load(client: "redis.Redis", jobs: Mapping[str, OrderRef]) -> list[JobRecord
         _queue_reads(pipe, ref, job_id)
     replies = pipe.execute()
     return [
-        _record(ref, job_id, replies[2 * index], replies[2 * index + 1])
+        _record(ref, job_id, *replies[READS * index : READS * (index + 1)])
         for index, (job_id, ref) in enumerate(jobs.items())
     ]
+
+
+READS = 3  # per job: its hash, its attempts, its body
 
 
 def _queue_reads(pipe: "redis.client.Pipeline", ref: OrderRef, job_id: str) -> None:
     pipe.hgetall(ref.job_key(job_id))
     pipe.lrange(ref.attempts_key(job_id), 0, -1)
+    pipe.get(ref.body_key(job_id))
 
 
 def _record(
@@ -216,6 +220,8 @@ def _record(
     job_id: str,
     raw_fields: Mapping[bytes | str, bytes | str],
     raw_attempts: list[bytes | str],
+    raw_body: bytes | str | None,
+    *,
     seq: int | None = None,
 ) -> JobRecord:
     if not raw_fields:  # expired with its retention: only done jobs expire
@@ -233,6 +239,6 @@ def _record(
         tries=int(fields.get("tries", "0")),
         due_at=datetime.fromtimestamp(float(due_at), UTC) if due_at else None,
         enqueued_at=datetime.fromisoformat(enqueued_at) if enqueued_at else None,
-        body=json.loads(fields["body"]) if "body" in fields else None,
+        body=json.loads(raw_body) if raw_body is not None else None,
         attempts=[Attempt.model_validate_json(raw) for raw in raw_attempts],
     )

@@ -8,7 +8,8 @@ key                                    type     holds
 ``vr:{ACCOUNT:ORDER}:dedup``           hash     a job's identity -> job id
 ``vr:{ACCOUNT:ORDER}:invoices``        hash     invoice number -> "job_id digest type value"
 ``vr:{ACCOUNT:ORDER}:tracked``         set      invoice numbers given a tracking number
-``vr:{ACCOUNT:ORDER}:job:ID``          hash     the job: kind, seq, state, body, tries, lease
+``vr:{ACCOUNT:ORDER}:job:ID``          hash     the job: kind, seq, state, tries, lease
+``vr:{ACCOUNT:ORDER}:job:ID:body``     string   its VTEX body (compact JSON), until done
 ``vr:{ACCOUNT:ORDER}:job:ID:attempts`` list     one JSON record per try
 ``vr:delayed``                         zset     jobs waiting for a retry or a rate-limit slot
 ``vr:leases``                          zset     running jobs by lease expiry
@@ -63,6 +64,11 @@ def attempts(tag: str, job_id: str) -> str:
     return job(tag, job_id) + ":attempts"
 
 
+def body(tag: str, job_id: str) -> str:
+    """The job's VTEX body (compact JSON), kept until the job is done."""
+    return job(tag, job_id) + ":body"
+
+
 def account(name: str, what: str) -> str:
     """A key of account *name*: ``line``, ``out``, ``jobs``, ``limits``, ``rate`` or ``pause``."""
     return f"{PREFIX}:account:{name}:{what}"
@@ -97,6 +103,9 @@ class OrderRef:
 
     def attempts_key(self, job_id: str) -> str:
         return attempts(self.tag, job_id)
+
+    def body_key(self, job_id: str) -> str:
+        return body(self.tag, job_id)
 
     def account_key(self, name: str) -> str:
         """A key of the order's account: its rate-limit bucket, its 429 pause."""

@@ -101,5 +101,5 @@ redis.call("ZADD", leases, lease_until, member)
 if not expired then
   pump(account)
 end
-return {"run", redis.call("HGET", jkey, "seq"), tries, redis.call("HGET", jkey, "uncertain"),
+return {"run", redis.call("HGET", jkey, "seq"), tries, redis.call("HGET", jkey, "uncertain") or "0",
   tostring(hold)}

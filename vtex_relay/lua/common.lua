@@ -61,10 +61,11 @@ end
 local function push(ref, job_id)
   local jkey = job_key(ref, job_id)
   local member = ref .. " " .. job_id
-  local job = redis.call("HMGET", jkey, "kind", "invoice_number", "enqueued_at", "body", "dispatches")
-  local n = tonumber(job[5] or "0") + 1
+  local job = redis.call("HMGET", jkey, "kind", "invoice_number", "enqueued_at", "dispatches")
+  local n = tonumber(job[4] or "0") + 1
+  local body = redis.call("GET", jkey .. ":body")
   redis.call("LPUSH", QUEUE, build_message(job[1], job_id, job_id .. "." .. n, ref, job[2] or "",
-    job[3], job[4]))
+    job[3], body))
   redis.call("HSET", jkey, "dispatches", n, "dseq", redis.call("INCR", DISPATCHED))
   redis.call("ZADD", READY, now(), member)
   redis.call("SADD", account_key(account_of(ref), "out"), member)

@@ -96,8 +96,12 @@ if tracks == "1" then
   redis.call("SADD", tracked, number)
 end
 -- A waiting job keeps its body and envelope, not a message: that is built when it is dispatched.
-redis.call("HSET", jkey, "seq", seq, "kind", kind, "body", body, "invoice_number", number,
-  "enqueued_at", enqueued_at, "tries", 0, "dispatches", 0, "uncertain", 0)
+-- The body has a key of its own so that the job's hash, all short values, stays a listpack
+-- (Redis's compact encoding; one value over 64 bytes makes the whole hash a hashtable, which
+-- costs more than the body). Counters left out (tries, dispatches, uncertain) read as 0.
+redis.call("SET", jkey .. ":body", body)
+redis.call("HSET", jkey, "seq", seq, "kind", kind, "invoice_number", number,
+  "enqueued_at", enqueued_at)
 if head == 0 then
   -- The order is idle: the job is its head.
   table.insert(changes, "head")

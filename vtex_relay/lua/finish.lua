@@ -44,7 +44,7 @@ elseif outcome == "dead" then
 else
   -- Keep the record (state, attempts), not the body: it is most of a job's memory.
   set_state(jkey, ref, "running", "done")
-  redis.call("HDEL", jkey, "body")
+  redis.call("DEL", jkey .. ":body")
   redis.call("EXPIRE", jkey, retention)
   redis.call("EXPIRE", attempts, retention)
   advance(ref)
