@@ -1,5 +1,8 @@
 """``python -m bench [--quick] [--repeats N] [--out PATH]``: run the benchmark, print the table.
 
+Then ``bench.noisy_neighbour`` and ``bench.backlog_memory`` (same ``--quick``), whose tables
+are appended.
+
 Progress goes to stderr; stdout is the markdown table, the machine line and the command. The
 same text is written to ``bench/results.md`` (or ``--out``).
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ctx.teardown()
     rows.sort(key=lambda row: row.section.split(".")[0])
+    extra = _extra(plan.quick)
     minutes = (time.monotonic() - started) / 60
     text = "\n".join(
         [
@@ -71,11 +76,41 @@ def main(argv: list[str] | None = None) -> int:
             "End-to-end: the backlog is enqueued first and hidden (RENAME) while the workers "
             "start; the time runs from its release (RENAME back, once all workers are ready) to "
             "the last POST applied in the sandbox's request log.",
+            *extra,
         ]
     )
     print(text)
     args.out.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+EXTRA = (
+    ("noisy_neighbour", "noisy-neighbour", "Noisy neighbour (issue 13)"),
+    ("backlog_memory", "backlog-memory", "Redis bytes per job (issue 13)"),
+)
+
+
+def _extra(quick: bool) -> list[str]:
+    """The noisy-neighbour and Redis-memory benchmarks, each in a process of its own: it needs
+    its own settings (vtex-relay reads them once per process) and its own Redis. Their tables,
+    as sections of the result file."""
+    sections: list[str] = []
+    for module, name, title in EXTRA:
+        info(f"bench.{module}")
+        flag = ["--quick"] if quick else []
+        subprocess.run(
+            [sys.executable, "-m", f"bench.{module}", *flag], check=True, stdout=subprocess.DEVNULL
+        )
+        path = Path(__file__).with_name(f"{name}{'-quick' if quick else ''}.md")
+        sections += [
+            "",
+            f"## {title}",
+            "",
+            f"From `bench/{path.name}`:",
+            "",
+            path.read_text().rstrip(),
+        ]
+    return sections
 
 
 def _interrupt(signum: int, _frame: object) -> None:

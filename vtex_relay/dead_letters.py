@@ -121,10 +121,10 @@ def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
     else ``UnknownOrder``."""
     seqs = sorted((int(s), text(j)) for s, j in client.hgetall(ref.key("seqs")).items())
     try:
-        raw_order, *replies = _read_order(client, ref, seqs, transaction=True)
+        raw_order, raw_seen, *replies = _read_order(client, ref, seqs, transaction=True)
     except redis.exceptions.OutOfMemoryError:
         # A full Redis refuses MULTI; the operator needs this view most then, so read without.
-        raw_order, *replies = _read_order(client, ref, seqs, transaction=False)
+        raw_order, raw_seen, *replies = _read_order(client, ref, seqs, transaction=False)
     if not raw_order:
         raise UnknownOrder(ref.account, ref.order_id)
     order = {text(k): text(v) for k, v in raw_order.items()}
@@ -136,7 +136,7 @@ def order_status(client: "redis.Redis", ref: OrderRef) -> OrderStatus:
             job = replace(job, state="held")
         jobs.append(job)
     invoices = _invoices(replies[-1], {job.job_id: job for job in jobs})
-    seen = json.loads(order["vtex_seen"]) if "vtex_seen" in order else None
+    seen = json.loads(raw_seen) if raw_seen else None
     return OrderStatus(ref, state, int(order.get("head", "0")), jobs, invoices, seen)
 
 
@@ -167,6 +167,7 @@ def _read_order(
     # jobs' states are one consistent snapshot.
     pipe = client.pipeline(transaction=transaction)
     pipe.hgetall(ref.key("order"))
+    pipe.get(ref.key("seen"))
     for _seq, job_id in seqs:
         _queue_reads(pipe, ref, job_id)
     pipe.hgetall(ref.key("invoices"))

@@ -3,7 +3,8 @@
 =====================================  =======  ===============================================
 key                                    type     holds
 =====================================  =======  ===============================================
-``vr:{ACCOUNT:ORDER}:order``           hash     head, state, last_seq, its Output invoice, vtex_seen
+``vr:{ACCOUNT:ORDER}:order``           hash     head, state, last_seq, its Output invoice
+``vr:{ACCOUNT:ORDER}:seen``            string   the order as a worker's last GET read it
 ``vr:{ACCOUNT:ORDER}:seqs``            hash     seq -> job id, in enqueue order
 ``vr:{ACCOUNT:ORDER}:dedup``           hash     a job's identity -> job id
 ``vr:{ACCOUNT:ORDER}:invoices``        hash     invoice number -> "job_id digest type value"
@@ -50,7 +51,7 @@ LINES = f"{PREFIX}:lines"
 
 def order(tag: str, name: str) -> str:
     """A key of the order *tag* (``account:orderId``): ``order``, ``seqs``, ``dedup``,
-    ``invoices`` or ``tracked``."""
+    ``invoices``, ``tracked`` or ``seen``."""
     return f"{PREFIX}:{{{tag}}}:{name}"
 
 

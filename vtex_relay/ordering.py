@@ -238,7 +238,7 @@ class Ordering:
                 DEAD,
                 self.queue,
                 ref.account_key("pause"),
-                ref.key("order"),
+                ref.key("seen"),
             ],
             args=[
                 ref.tag,

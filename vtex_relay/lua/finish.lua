@@ -1,5 +1,5 @@
 -- Record an attempt's outcome and move the job (and its order) on.
--- KEYS: job, attempts, leases, delayed, dead, queue, pause, order
+-- KEYS: job, attempts, leases, delayed, dead, queue, pause, seen
 -- ARGV: ref, job_id, member, token, outcome ("done"|"retry"|"dead"), attempt_json,
 --       delay_seconds (for "retry"), uncertain (0|1), retention_seconds,
 --       pause_seconds (a 429's Retry-After: every job of the account waits that long; 0: none),
@@ -14,7 +14,9 @@ local ref, job_id, member, token, outcome, attempt, delay, uncertain, retention 
 
 redis.call("RPUSH", attempts, attempt)
 if ARGV[11] ~= "" then
-  redis.call("HSET", KEYS[8], "vtex_seen", ARGV[11])  -- what VTEX showed, whoever holds the lease
+  -- What VTEX showed, whoever holds the lease. A key of its own: over 64 bytes in the order's
+  -- hash, it would take the hash out of Redis's compact encoding.
+  redis.call("SET", KEYS[8], ARGV[11])
 end
 if pause > 0 then
   local until_ = now() + pause
