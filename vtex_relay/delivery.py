@@ -100,7 +100,10 @@ def run(
     limit = settings.rate_for(job.account)
     # Taken before the claim, so the lease as this worker counts it never outlasts Redis's.
     claimed_at = time.monotonic()
-    claim = ordering.claim(ref, job.job_id, token, settings.lease_seconds, limit.rate, limit.burst)
+    reads_first = job.kind == "invoice" and settings.verify_order_total  # GET order, then POST
+    claim = ordering.claim(
+        ref, job.job_id, token, settings.lease_seconds, *limit, calls=2 if reads_first else 1
+    )
     if claim.verdict == "wait":
         logger.debug("%s: waiting %.2fs for the account's rate limit", job.describe(), claim.wait)
         return Result(

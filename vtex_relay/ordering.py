@@ -17,19 +17,17 @@ Guarantees (see docs/delivery.md for the states and why each crash point is safe
 
 import itertools
 from collections.abc import Iterable, Iterator
-from importlib import resources
 from typing import Any, Literal, NamedTuple
 
 import redis
 from pydantic_core import to_json
-from redis.commands.core import Script
 
-from vtex_relay import keys, messages
 from vtex_relay.identity import body_digest, fingerprint
 from vtex_relay.jobs import Job
 from vtex_relay.keys import CLAIMED, DEAD, DELAYED, DISCARDED, LEASES, READY, OrderRef, text
 from vtex_relay.messages import QUEUE
 from vtex_relay.pipelining import overlapped
+from vtex_relay.scripts import script
 
 
 class Enqueued(NamedTuple):
@@ -101,11 +99,11 @@ class Ordering:
         self.client = client
         self.queue = queue
         self.window = window
-        self._enqueue = _script(client, "enqueue")
-        self._claim = _script(client, "claim")
-        self._finish = _script(client, "finish")
-        self._sweep = _script(client, "sweep")
-        self._resolve = _script(client, "resolve")
+        self._enqueue = script(client, "enqueue")
+        self._claim = script(client, "claim")
+        self._finish = script(client, "finish")
+        self._sweep = script(client, "sweep")
+        self._resolve = script(client, "resolve")
 
     def enqueue(self, jobs: Iterable[Job], batch: int = 1000) -> Iterator[tuple[Job, Enqueued]]:
         """Append each job to its order, in order: a single job in one script call, more in
@@ -186,9 +184,11 @@ class Ordering:
         lease_seconds: float,
         rate: float = 0.0,
         burst: float = 0.0,
+        calls: int = 1,
     ) -> Claim:
         """Take the job for *token* with a lease, if it is ready (or its lease ran out) and
-        the account's rate limit (*rate* per second, bursts of *burst*; 0: none) allows."""
+        the account's rate limit (*rate* per second, bursts of *burst*; 0: none) allows the
+        try's *calls* requests (2 when it reads the order first)."""
         reply = self._claim(
             keys=[
                 ref.job_key(job_id),
@@ -200,7 +200,7 @@ class Ordering:
                 CLAIMED,
                 self.queue,
             ],
-            args=[ref.member(job_id), token, lease_seconds, rate, burst, self.window],
+            args=[ref.member(job_id), token, lease_seconds, rate, burst, self.window, calls],
         )
         verdict = text(reply[0])
         if verdict == "run":
@@ -278,19 +278,6 @@ class Ordering:
             args=[ref.tag, job_id, action, self.window],
         )
         return None if text(reply) == "ok" else text(reply[1])
-
-
-# Redis refuses to start the enqueue script when it is out of memory (a script without the
-# allow-oom flag), rather than failing at a write half-way through it. The workers' scripts
-# may run then: they record outcomes and drop delivered jobs' messages, which frees memory.
-_FLAGS = {"enqueue": "#!lua\n"}
-_WORKER_FLAGS = "#!lua flags=allow-oom\n"
-
-
-def _script(client: "redis.Redis", name: str) -> Script:
-    folder = resources.files("vtex_relay") / "lua"
-    source = (folder / "common.lua").read_text() + (folder / f"{name}.lua").read_text()
-    return Script(client, _FLAGS.get(name, _WORKER_FLAGS) + keys.LUA + messages.lua() + source)
 
 
 def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:

@@ -18,7 +18,9 @@
 -- and records the account's rate and burst for the pumps of scripts that are not given them.
 --
 -- KEYS: job, leases, delayed, rate, pause, ready, claimed, queue
--- ARGV: member, token, lease_seconds, rate (per second; 0 = no limit), burst, window
+-- ARGV: member, token, lease_seconds, rate (per second; 0 = no limit), burst, window,
+--       calls (how many requests the try makes: 2 for an invoice whose order is read first;
+--       an uncertain try reads the order first too, whatever its kind)
 -- Returns {"run", seq, tries, uncertain, hold_seconds} | {"wait", seconds} (the job is now
 --       "throttled", in the delayed set) | {"busy"} (its lease runs) | {"stale"} (it is in
 --       no state to run: not ready, or gone); the last two answer a duplicate message
@@ -64,9 +66,15 @@ if slot and slot < t - 0.1 then
   slot = nil  -- its slot went by (a stall): sending now would burst, so take a new one
 end
 if not slot and rate > 0 then
+  -- A try takes one slot per request it makes: VTEX counts the GET too.
+  local calls = tonumber(ARGV[7])
+  if expired or redis.call("HGET", jkey, "uncertain") == "1" then
+    calls = 2
+  end
   local interval = 1 / rate
   local tat = math.max(tonumber(redis.call("GET", rate_key) or "0"), t)
-  redis.call("SET", rate_key, tat + interval, "PX", math.ceil((tat + interval - t) * 1000) + 1000)
+  local next_tat = tat + calls * interval
+  redis.call("SET", rate_key, next_tat, "PX", math.ceil((next_tat - t) * 1000) + 1000)
   slot = tat - burst * interval
 end
 if slot and slot > start then
