@@ -5,22 +5,28 @@ missing) sends single-job invoice POSTs, each for a new order, over keep-alive c
 and reports requests/s and the latency distribution. In the same run, the Python API's rate
 (``enqueue_invoice`` in a loop, one Redis round trip a job) is measured on the same Redis, as
 the baseline. wrk, Redis and the intake share this machine's cores: the figures are of the
-three together. The table goes to bench/intake.md.
+three together. Then (``bench.intake_batch``) one ``POST /relay/batch`` of 20,000 invoice lines
+against ``vtex-relay enqueue batch`` of the same lines. The tables go to bench/intake.md;
+``--parts`` measures one of the two and keeps the other's section as it was.
 """
 
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
+from bench import intake_batch
 from bench.harness import ROOT, BenchError, RedisServer
 from vtex_relay.testing import Intake
 
 KEY, TOKEN = "vtexappkey-bench-INTAKE", "bench-token-not-a-secret"
+PARTS = ("requests", "batch")  # single-job POSTs under wrk; a batch request against the CLI
 SCRIPT = """
 local n = 0
 local id = math.random(1, 1e9)
@@ -85,37 +91,16 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     return {"rps": requests / duration, "errors": errors, "p50": p50, "p99": p99, "max": most}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.intake", description=__doc__)
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--api-jobs", type=int, default=10_000)
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise BenchError("wrk is not installed (bench/run.sh installs it)")
-    redis_server = RedisServer().start()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "VTEX_ACCOUNT": "benchstore",
-        "VTEX_APP_KEY": KEY,
-        "VTEX_APP_TOKEN": TOKEN,
-        "VTEX_BASE_URL": "http://127.0.0.1:9/{account}",
-    }
-    os.environ.update(env)
-    intake = Intake(env=env, cwd=ROOT).start()
-    redis_version = redis_server.version()
+def requests_section(url: str, server: RedisServer, args: argparse.Namespace) -> str:
+    """wrk's runs and the Python API's rate, as the markdown section of single-job POSTs."""
+    wrk(url, 3, 16)  # warm-up
     rows = []
-    try:
-        wrk(intake.url, 3, 16)  # warm-up
-        for connections in args.connections:
-            redis_server.client().flushall()
-            rows.append((connections, wrk(intake.url, args.seconds, connections)))
-        redis_server.client().flushall()
-        api = api_rate(args.api_jobs)
-    finally:
-        intake.stop()
-        redis_server.stop()
+    for connections in args.connections:
+        server.client().flushall()
+        rows.append((connections, wrk(url, args.seconds, connections)))
+    server.client().flushall()
+    api = api_rate(args.api_jobs)
+    server.client().flushall()
     lines = [
         "# The intake (`vtex-relay serve`): single-job invoice POSTs",
         "",
@@ -137,14 +122,69 @@ def main() -> int:
         f"| Python API, `enqueue_invoice` loop, {args.api_jobs:,} jobs | {api:,.0f} jobs/s "
         "| | | | | 1.00x |"
     )
-    lines += [
-        "",
-        f"Target (issue 14): at least 2,000 requests/s with p99 under 50 ms. "
-        f"Python {sys.version.split()[0]}, Redis {redis_version}.",
-    ]
-    text = "\n".join(lines) + "\n"
-    (ROOT / "bench" / "intake.md").write_text(text)
-    print(text)
+    lines += ["", "Target (issue 14): at least 2,000 requests/s with p99 under 50 ms."]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.intake", description=__doc__)
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="what to measure; the file's other section is kept as it was",
+    )
+    parser.add_argument("--quick", action="store_true", help="short wrk runs, one batch run")
+    parser.add_argument("--seconds", type=int, default=None, help="per wrk run (15; quick 3)")
+    parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--api-jobs", type=int, default=None, help="10,000 (quick 2,000)")
+    parser.add_argument("--batch-jobs", type=int, default=20_000)
+    parser.add_argument("--batch-runs", type=int, default=None, help="3 (quick 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "intake.md")
+    args = parser.parse_args()
+    args.seconds = args.seconds or (3 if args.quick else 15)
+    args.api_jobs = args.api_jobs or (2_000 if args.quick else 10_000)
+    args.batch_runs = args.batch_runs or (1 if args.quick else 3)
+    if "requests" in args.parts and shutil.which("wrk") is None:
+        raise BenchError("wrk is not installed (bench/run.sh installs it)")
+    redis_server = RedisServer().start()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "VTEX_ACCOUNT": "benchstore",
+        "VTEX_APP_KEY": KEY,
+        "VTEX_APP_TOKEN": TOKEN,
+        "VTEX_BASE_URL": "http://127.0.0.1:9/{account}",
+    }
+    os.environ.update(env)
+    intake = Intake(env=env, cwd=ROOT).start()
+    requests = batches = None
+    try:
+        run = "quick" if args.quick else "full"
+        footer = (
+            f"Command: `{shlex.join(['python', '-m', 'bench.intake', *sys.argv[1:]])}` ({run} "
+            f"run). Python {sys.version.split()[0]}, Redis {redis_server.version()}."
+        )
+        if "requests" in args.parts:
+            requests = requests_section(intake.url, redis_server, args) + " " + footer
+        if "batch" in args.parts:
+            credentials = {"X-VTEX-API-AppKey": KEY, "X-VTEX-API-AppToken": TOKEN}
+            batches = intake_batch.section(
+                intake.url,
+                redis_server.client(),
+                env,
+                credentials,
+                args.batch_jobs,
+                args.batch_runs,
+                footer,
+            )
+    finally:
+        intake.stop()
+        redis_server.stop()
+    old = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(intake_batch.merge(old, requests, batches))
+    print("\n\n".join(part for part in (requests, batches) if part))
     return 0
 
 

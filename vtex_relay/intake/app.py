@@ -3,11 +3,12 @@
 No ``web.Application`` and no router: every request goes to ``Intake.handle``, which routes
 on the raw path (``paths``), finds the account, authenticates, then runs the route. Any error
 becomes an answer in VTEX's error shape; nothing a client sends can end the process. Limits:
-a request line or header line of at most ``INTAKE_MAX_HEADER_BYTES``, 128 headers, a body of
-``input_limit()`` (4 times ``MAX_BODY_BYTES``, as the CLI reads) or ``INTAKE_BATCH_MAX_BYTES``
-read within ``INTAKE_READ_TIMEOUT``, idle connections (and ones that send nothing) closed after
-``INTAKE_KEEPALIVE_TIMEOUT``, and at most ``INTAKE_MAX_CONNECTIONS`` open connections (more
-are closed as they open).
+a request target or header line of at most ``INTAKE_MAX_HEADER_BYTES`` (aiohttp checks the
+target, and a header's name and value each; ``check_header_lines`` the whole line), 128
+headers, a body of ``input_limit()`` (4 times ``MAX_BODY_BYTES``, as the CLI reads) or
+``INTAKE_BATCH_MAX_BYTES`` read within ``INTAKE_READ_TIMEOUT``, idle connections (and ones
+that send no whole request) closed after ``INTAKE_KEEPALIVE_TIMEOUT``, and at most
+``INTAKE_MAX_CONNECTIONS`` open connections (more are closed as they open).
 """
 
 import asyncio
@@ -84,6 +85,7 @@ class Intake:
         )
 
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        check_header_lines(request, self.settings.intake_max_header_bytes)
         route = paths.route(request.method, request.raw_path)
         if route.name == "health":
             return await self._health()
@@ -126,6 +128,22 @@ class Intake:
         except RedisError:
             return self.unavailable().response()
         return json_response({"status": "ok"})
+
+
+def check_header_lines(request: web.BaseRequest, limit: int) -> None:
+    """``Refusal`` 431 for a header line (``name: value``) over *limit* bytes.
+
+    aiohttp's parser bounds a header's name and its value each by ``max_field_size`` (so what
+    it buffers is bounded), but not the two together: a line of up to twice the limit gets
+    through. This makes the limit the one the setting names, a line.
+    """
+    for name, value in request.raw_headers:
+        if len(name) + len(value) + 2 > limit:
+            raise Refusal(
+                431,
+                f"A header line is over {limit:,} bytes (INTAKE_MAX_HEADER_BYTES); "
+                "nothing was enqueued",
+            )
 
 
 class _BoundedServer(web.Server):

@@ -1,0 +1,289 @@
+"""The intake's bounds (issue 14, item 5): header size, connection count, a slow body, a client
+that sends nothing or half a request. Each is tried on an intake started with small limits,
+over raw sockets (an HTTP client would not misbehave on purpose); each time nothing is enqueued
+and the process goes on serving. Every wait is on a condition with a deadline."""
+
+import json
+import os
+import select
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import APP_KEY, APP_TOKEN
+from tests.intake_support import INVOICE, ORDER
+from tests.processes import ROOT, RedisServer, wait_for
+from vtex_relay.testing import Intake
+
+MAX_CONNECTIONS = 5
+MAX_HEADER_BYTES = 2_048
+READ_TIMEOUT = 1.0
+KEEPALIVE_TIMEOUT = 1.0
+LINGERING = 10.0  # aiohttp's lingering_time: how long a body is drained after an early answer
+HEALTH = b"GET /relay/health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def start_intake(**limits: str) -> Intake:
+    return Intake(env={**os.environ, **limits}, cwd=ROOT).start()
+
+
+@pytest.fixture(scope="module")
+def impatient(redis_server: RedisServer) -> Iterator[Intake]:
+    """An intake with short time-outs and a small header limit."""
+    process = start_intake(
+        INTAKE_MAX_HEADER_BYTES=str(MAX_HEADER_BYTES),
+        INTAKE_READ_TIMEOUT=str(READ_TIMEOUT),
+        INTAKE_KEEPALIVE_TIMEOUT=str(KEEPALIVE_TIMEOUT),
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def crowded(redis_server: RedisServer) -> Iterator[Intake]:
+    """An intake of few connections (and the default 15 s idle time-out, longer than the
+    test, so that held connections stay open)."""
+    process = start_intake(INTAKE_MAX_CONNECTIONS=str(MAX_CONNECTIONS))
+    yield process
+    process.stop()
+
+
+def connect(url: str) -> socket.socket:
+    parts = urlsplit(url)
+    return socket.create_connection((parts.hostname or "", parts.port or 80), timeout=10)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One HTTP answer (head and a Content-Length body), or what came before the peer closed
+    (b"" for a connection closed, or reset, without an answer)."""
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")[1:]
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        while len(body) < length and (chunk := sock.recv(65536)):
+            body += chunk
+        return head + b"\r\n\r\n" + body
+    except ConnectionResetError:
+        return data
+
+
+def status_of(answer: bytes) -> int | None:
+    """The status code of *answer*, None for no answer."""
+    return int(answer[9:12]) if answer.startswith(b"HTTP/1.") else None
+
+
+def closed_by_peer(sock: socket.socket, timeout: float) -> float | None:
+    """Seconds until the peer closed *sock* (reading and discarding what it sends), or None if
+    it was still open after *timeout* seconds."""
+    started = time.monotonic()
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started
+
+
+def serves(url: str) -> bool:
+    return httpx.get(f"{url}/relay/health", timeout=10).status_code == 200
+
+
+def header_line(size: int) -> bytes:
+    """A header line of *size* bytes (``name: value``), and its CRLF."""
+    return b"X-Big: " + b"b" * (size - len(b"X-Big: ")) + b"\r\n"
+
+
+def invoice_request(body: bytes) -> bytes:
+    return (
+        f"POST {ORDER}/o-slow/invoice HTTP/1.1\r\nHost: x\r\nX-VTEX-API-AppKey: {APP_KEY}\r\n"
+        f"X-VTEX-API-AppToken: {APP_TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+
+# --- header size -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        HEALTH[:-2] + header_line(MAX_HEADER_BYTES + 1) + b"\r\n",
+        # A long name and a long value, each within the limit (all aiohttp checks), together
+        # over it.
+        HEALTH[:-2] + b"X-" + b"n" * 1_500 + b": " + b"v" * 1_500 + b"\r\n\r\n",
+        HEALTH[:-2] + b"X-Big: " + b"b" * 20_000 + b"\r\n\r\n",
+        b"GET /relay/health?" + b"a" * MAX_HEADER_BYTES + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        HEALTH[:-2] + b"X-H: 1\r\n" * 200 + b"\r\n",
+    ],
+    ids=["header-line", "long-name-and-value", "huge-header", "request-line", "many-headers"],
+)
+def test_headers_over_the_limits_are_4xx_and_the_intake_goes_on(
+    impatient: Intake, redis_client: redis.Redis, request_bytes: bytes
+) -> None:
+    with connect(impatient.url) as sock:
+        sock.sendall(request_bytes)
+        answer = read_answer(sock)
+    assert status_of(answer) in (400, 431), answer[:200]
+    assert APP_TOKEN.encode() not in answer
+    assert serves(impatient.url)
+    assert impatient.process is not None
+    assert impatient.process.poll() is None  # a malformed request never ends the process
+    assert redis_client.dbsize() == 0
+
+
+def test_a_header_line_of_exactly_the_limit_is_served(impatient: Intake) -> None:
+    # The limit refuses what is over it, not what a client may send.
+    with connect(impatient.url) as sock:
+        sock.sendall(HEALTH[:-2] + header_line(MAX_HEADER_BYTES) + b"\r\n")
+        assert status_of(read_answer(sock)) == 200
+
+
+# --- connection count ------------------------------------------------------------------------
+
+
+def served_connection(url: str) -> socket.socket | None:
+    """A new keep-alive connection that got an answer (left open), or None if it was refused."""
+    sock = connect(url)
+    try:
+        sock.sendall(HEALTH)
+    except (BrokenPipeError, ConnectionResetError):
+        sock.close()
+        return None
+    if status_of(read_answer(sock)) == 200:
+        return sock
+    sock.close()
+    return None
+
+
+def test_connections_beyond_the_limit_are_closed_and_a_freed_slot_is_used(
+    crowded: Intake,
+) -> None:
+    held = [wait_for(lambda: served_connection(crowded.url)) for _ in range(MAX_CONNECTIONS)]
+    try:
+        # All slots are taken: the next connection is closed without an answer.
+        assert served_connection(crowded.url) is None
+        for sock in held:  # while the first ones still work
+            sock.sendall(HEALTH)
+            assert status_of(read_answer(sock)) == 200
+        for sock in held[:2]:
+            sock.close()
+        held = held[2:]
+        # The slots free once the server has seen the closes: polled, not assumed.
+        held.append(wait_for(lambda: served_connection(crowded.url), what="a freed slot"))
+        held.append(wait_for(lambda: served_connection(crowded.url), what="a freed slot"))
+        assert served_connection(crowded.url) is None  # full again
+    finally:
+        for sock in held:
+            sock.close()
+
+
+# --- slow clients ----------------------------------------------------------------------------
+
+
+def test_a_body_trickled_past_the_read_timeout_is_408_then_closed(
+    impatient: Intake, redis_client: redis.Redis
+) -> None:
+    body = json.dumps(INVOICE).encode().ljust(4_000)  # JSON may end in spaces
+    with connect(impatient.url) as sock:
+        sock.sendall(invoice_request(body) + body[:100])
+        started = time.monotonic()
+        answer = b""
+        sent = 100
+        # One byte every 0.1 s (a client of 10 bytes/s), until the intake answers.
+        while not answer and time.monotonic() - started < 10:
+            sock.sendall(body[sent : sent + 1])
+            sent += 1
+            if select.select([sock], [], [], 0.1)[0]:
+                answer = read_answer(sock)
+        waited = time.monotonic() - started
+        assert status_of(answer) == 408, answer[:200]
+        assert READ_TIMEOUT <= waited < READ_TIMEOUT + 5
+        assert b"not received within 1 s" in answer
+        assert sent < len(body)  # the body never arrived
+
+        # The rest is drained for at most LINGERING s, then the connection is closed, even if
+        # the client goes on trickling: a slow client cannot hold a connection.
+        sock.setblocking(False)
+        closed = False
+        while not closed and time.monotonic() - started < READ_TIMEOUT + LINGERING + 5:
+            try:
+                sock.sendall(body[sent : sent + 1])
+                sent += 1
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if select.select([sock], [], [], 0.1)[0]:
+                try:
+                    closed = sock.recv(65536) == b""
+                except ConnectionResetError:
+                    closed = True
+        assert closed, "a trickling client kept its connection past the lingering time"
+    assert redis_client.dbsize() == 0
+    assert serves(impatient.url)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST /api/oms/pvt/orders/o-1/inv", b"GET /relay/health HTTP/1.1\r\nHost: x\r\n"],
+    ids=["nothing", "half-request-line", "headers-unfinished"],
+)
+def test_a_connection_that_sends_no_whole_request_is_closed(
+    impatient: Intake, redis_client: redis.Redis, sent: bytes
+) -> None:
+    with connect(impatient.url) as sock:
+        sock.sendall(sent)
+        closed_after = closed_by_peer(sock, KEEPALIVE_TIMEOUT + 10)
+    assert closed_after is not None, "still open after the idle time-out"
+    assert KEEPALIVE_TIMEOUT - 0.2 <= closed_after < KEEPALIVE_TIMEOUT + 5
+    assert redis_client.dbsize() == 0
+    assert serves(impatient.url)
+
+
+def test_headers_trickled_byte_by_byte_are_cut_off(
+    impatient: Intake, redis_client: redis.Redis
+) -> None:
+    # A slowloris: each byte resets no timer, so the whole request must arrive within the
+    # idle time-out.
+    endless = b"GET /relay/health HTTP/1.1\r\nX-Slow: " + b"s" * 1_000
+    with connect(impatient.url) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in endless:
+            if time.monotonic() - started > KEEPALIVE_TIMEOUT + 10:
+                break
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if select.select([sock], [], [], 0.1)[0]:
+                try:
+                    closed = sock.recv(65536) == b""
+                except ConnectionResetError:
+                    closed = True
+                break
+        waited = time.monotonic() - started
+    assert closed, "a client sending a header byte every 0.1 s was never cut off"
+    assert waited < KEEPALIVE_TIMEOUT + 5
+    assert redis_client.dbsize() == 0
+    assert serves(impatient.url)
