@@ -45,8 +45,12 @@ def queued(client: redis.Redis) -> list[str]:
 
 
 def counts(client: redis.Redis, account: str) -> dict[str, int]:
+    """The account's jobs by state: its counts, its line's length, its window's size."""
     raw = client.hgetall(keys.account(account, "jobs"))
-    return {text(k): int(v) for k, v in raw.items() if int(v)}
+    found = {text(k): int(v) for k, v in raw.items()}
+    found["waiting"] = client.llen(keys.account(account, "line"))
+    found["ready"] = client.scard(keys.account(account, "out"))
+    return {state: n for state, n in found.items() if n}
 
 
 def claim(ordering: Ordering, job: Job, rate: float = 0.0, burst: float = 0.0) -> str:

@@ -18,7 +18,8 @@ Redis holds, independently of the model:
 - every waiting job is in its account's line exactly once, and the line holds nothing else;
 - an account never has more than ``window`` messages out, and a job waits in the line only
   while the window is full (or the account is due in ``vr:lines``, for its rate or a pause);
-- each account's counts hash holds the number of its live jobs in each state, and ``held``
+- each account's counts hash holds the number of its live jobs in each state but waiting and
+  ready (its line's length and its window's size), and ``held``
   the number of its jobs queued behind a dead head;
 - a message's task is the job's kind, its keyword arguments are ``Job.message_kwargs()``,
   Flower's ``kwargsrepr`` is them without the body; a live job keeps its body, a done one not;
@@ -94,6 +95,7 @@ HEAD_STATES = frozenset({"waiting", "ready", "running", "retrying", "throttled",
 FINISHED_STATES = frozenset({"done", "discarded"})
 # The states an account's counts hash counts (done and discarded are records).
 LIVE_STATES = HEAD_STATES | {"queued"}
+LINE_STATES = {"waiting", "ready"}
 
 
 @dataclass
@@ -620,7 +622,8 @@ class OrderingMachine(RuleBasedStateMachine):
             assert set(before) <= FINISHED_STATES, f"{ref}: started out of order: {states}"
             assert set(after) <= {"queued"}, f"{ref}: not waiting behind the head: {states}"
             assert heads or "queued" not in states, f"{ref}: idle with waiting jobs: {states}"
-            counts[ref.account].update(s for s in states if s in LIVE_STATES)
+            # Waiting and ready jobs are counted by the line and the window, not the hash.
+            counts[ref.account].update(s for s in states if s in LIVE_STATES - LINE_STATES)
             if heads and states[start] == "dead":
                 counts[ref.account]["held"] += len(after)
             for job_id, state, n in jobs:

@@ -1,7 +1,8 @@
 """Each account's jobs by state, its rate and its 429 pause: ``vtex-relay accounts``.
 
 The scripts keep a count per account and state (``vr:account:ACCOUNT:jobs``, see
-``common.lua``), so this reads two small keys per account, however large its backlog.
+``common.lua``; waiting and ready jobs are its line's length and its window's size), so this
+reads a few small keys per account, however large its backlog.
 """
 
 from collections.abc import Iterable
@@ -39,19 +40,23 @@ class AccountStatus:
 
 def account_statuses(client: "redis.Redis", settings: Settings) -> list[AccountStatus]:
     """Every configured account and every account with jobs in Redis, by name."""
-    names = sorted(set(_configured(settings)) | set(_in_redis(client)))
+    seen = {text(name) for name in client.smembers(keys.ACCOUNTS)}
+    names = sorted(set(_configured(settings)) | seen)
     with client.pipeline(transaction=False) as pipe:
         pipe.time()
         for name in names:
             pipe.hgetall(keys.account(name, "jobs"))
             pipe.get(keys.account(name, "pause"))
+            pipe.llen(keys.account(name, "line"))
+            pipe.scard(keys.account(name, "out"))
         replies = pipe.execute()
     seconds, micros = replies[0]
     now = seconds + micros / 1e6
-    return [
-        _status(name, counts, pause, settings.rate_for(name), now)
-        for name, counts, pause in zip(names, replies[1::2], replies[2::2], strict=True)
-    ]
+    statuses = []
+    for index, name in enumerate(names):
+        counts, pause, in_line, out = replies[1 + 4 * index : 5 + 4 * index]
+        statuses.append(_status(name, counts, pause, in_line, out, settings.rate_for(name), now))
+    return statuses
 
 
 def _configured(settings: Settings) -> Iterable[str]:
@@ -60,23 +65,22 @@ def _configured(settings: Settings) -> Iterable[str]:
         yield settings.vtex_account
 
 
-def _in_redis(client: "redis.Redis") -> Iterable[str]:
-    pattern = keys.account("*", "jobs")
-    prefix, suffix = pattern.split("*")
-    for key in client.scan_iter(match=pattern, count=1000):
-        yield text(key)[len(prefix) : -len(suffix)]
-
-
 def _status(
-    name: str, raw: dict[bytes, bytes], pause: bytes | None, rate: Rate, now: float
+    name: str,
+    raw: dict[bytes, bytes],
+    pause: bytes | None,
+    in_line: int,
+    out: int,
+    rate: Rate,
+    now: float,
 ) -> AccountStatus:
     counts = {text(k): int(v) for k, v in raw.items()}
     held = counts.get("held", 0)
     until = float(pause) if pause else 0.0
     return AccountStatus(
         account=name,
-        waiting=counts.get("queued", 0) - held + counts.get("waiting", 0),
-        ready=counts.get("ready", 0),
+        waiting=counts.get("queued", 0) - held + in_line,
+        ready=out,
         running=counts.get("running", 0),
         retrying=counts.get("retrying", 0),
         throttled=counts.get("throttled", 0),

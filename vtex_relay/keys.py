@@ -19,9 +19,10 @@ key                                    type     holds
 ``vr:dispatched:claimed``              string   the highest such number claimed
 ``vr:dead``, ``vr:discarded``          hash     job id -> ``ACCOUNT:ORDER``
 ``vr:lines``                           zset     accounts whose line must be pumped, by when
+``vr:accounts``                        set      every account that ever had a job
 ``vr:account:ACCOUNT:line``            list     the account's waiting jobs (``ACCOUNT:ORDER ID``)
 ``vr:account:ACCOUNT:out``             set      its jobs with a message out (its window)
-``vr:account:ACCOUNT:jobs``            hash     how many of its jobs are in each state
+``vr:account:ACCOUNT:jobs``            hash     how many of its jobs are in each other state
 ``vr:account:ACCOUNT:limits``          string   its rate and burst, as the workers last had them
 ``vr:account:ACCOUNT:rate``            string   the account's token bucket (GCRA)
 ``vr:account:ACCOUNT:pause``           string   the account's 429 pause, until when
@@ -47,6 +48,7 @@ CLAIMED = f"{PREFIX}:dispatched:claimed"
 DEAD = f"{PREFIX}:dead"
 DISCARDED = f"{PREFIX}:discarded"
 LINES = f"{PREFIX}:lines"
+ACCOUNTS = f"{PREFIX}:accounts"
 
 
 def order(tag: str, name: str) -> str:
@@ -124,6 +126,7 @@ def text(value: Any) -> str:
 
 LUA = f"""
 local READY, DISPATCHED, CLAIMED, LINES = "{READY}", "{DISPATCHED}", "{CLAIMED}", "{LINES}"
+local ACCOUNTS = "{ACCOUNTS}"
 local function order_key(ref, name)
   return "{PREFIX}:{{" .. ref .. "}}:" .. name
 end

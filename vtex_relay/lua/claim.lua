@@ -55,15 +55,21 @@ if not expired then
   end
 end
 local limits = ARGV[4] .. " " .. ARGV[5]
-if redis.call("GET", account_key(account, "limits")) ~= limits then
-  redis.call("SET", account_key(account, "limits"), limits)
-end
+local pause_until = tonumber(redis.call("GET", pause_key) or "0")
 
 local MAX_HOLD = 1.0
-local start = math.max(t, tonumber(redis.call("GET", pause_key) or "0"))
+local start = math.max(t, pause_until)
 local slot = tonumber(redis.call("HGET", jkey, "slot_at") or "")
 if slot and slot < t - 0.1 then
   slot = nil  -- its slot went by (a stall): sending now would burst, so take a new one
+end
+-- The account's limits, for the pumps of scripts that are not given them (written on change).
+if redis.call("GET", account_key(account, "limits")) ~= limits then
+  redis.call("SET", account_key(account, "limits"), limits)
+end
+local next_tat = 0
+if rate > 0 then
+  next_tat = tonumber(redis.call("GET", rate_key) or "0")
 end
 if not slot and rate > 0 then
   -- A try takes one slot per request it makes: VTEX counts the GET too.
@@ -72,8 +78,8 @@ if not slot and rate > 0 then
     calls = 2
   end
   local interval = 1 / rate
-  local tat = math.max(tonumber(redis.call("GET", rate_key) or "0"), t)
-  local next_tat = tat + calls * interval
+  local tat = math.max(next_tat, t)
+  next_tat = tat + calls * interval
   redis.call("SET", rate_key, next_tat, "PX", math.ceil((next_tat - t) * 1000) + 1000)
   slot = tat - burst * interval
 end
@@ -92,7 +98,7 @@ if start - t > MAX_HOLD then
   set_state(jkey, ref, state, "throttled")
   redis.call("HSET", jkey, "due_at", due)
   redis.call("ZADD", delayed, due, member)
-  pump(account)
+  pump(account, pause_until, rate, burst, next_tat)
   return {"wait", tostring(start - t)}
 end
 
@@ -107,7 +113,7 @@ set_state(jkey, ref, state, "running")
 redis.call("HSET", jkey, "lease_token", token, "lease_until", lease_until)
 redis.call("ZADD", leases, lease_until, member)
 if not expired then
-  pump(account)
+  pump(account, pause_until, rate, burst, next_tat)
 end
 return {"run", redis.call("HGET", jkey, "seq"), tries, redis.call("HGET", jkey, "uncertain") or "0",
   tostring(hold)}

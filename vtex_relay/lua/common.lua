@@ -24,9 +24,10 @@ local function split(member)
   return ref, job_id
 end
 
--- The account's live jobs by state (`vtex-relay accounts`); done and discarded are records.
-local LIVE = {queued = true, waiting = true, ready = true, running = true, retrying = true,
-  throttled = true, dead = true}
+-- The account's live jobs by state (`vtex-relay accounts`). Done and discarded jobs are
+-- records, not counted; waiting and ready jobs are counted by their account's line (LLEN) and
+-- window (SCARD), which saves two writes each time a job gets its turn or its message.
+local LIVE = {queued = true, running = true, retrying = true, throttled = true, dead = true}
 
 local function count(ref, field, delta)
   if delta ~= 0 then
@@ -80,25 +81,36 @@ end
 -- it. An account that cannot send yet is in LINES, by when it can; the sweep pumps it then.
 local LEAD = 0.1
 
-local function pump(account)
+-- The account's 429 pause (until when), rate, burst and token bucket, as pump needs them; a
+-- caller that has read them already passes them instead.
+local function limits_of(account)
+  local v = redis.call("MGET", account_key(account, "pause"), account_key(account, "limits"),
+    account_key(account, "rate"))
+  local rate, burst = string.match(v[2] or "0 0", "^(%S+) (%S+)$")
+  return tonumber(v[1] or "0"), tonumber(rate), tonumber(burst), tonumber(v[3] or "0")
+end
+
+-- Give messages to the account's waiting jobs while its window, pause and rate allow; if its
+-- pause or rate is what stops it, it goes into LINES for the sweep to pump it then. (An
+-- account left in LINES after its line moved on costs that sweep one empty pump.)
+local function pump(account, pause, rate, burst, tat)
   local line, out = account_key(account, "line"), account_key(account, "out")
-  local t = now()
-  local due = math.max(t, tonumber(redis.call("GET", account_key(account, "pause")) or "0"))
-  local rate, burst = 0, 0
-  local limits = redis.call("GET", account_key(account, "limits"))
-  if limits then
-    local r, b = string.match(limits, "^(%S+) (%S+)$")
-    rate, burst = tonumber(r), tonumber(b)
-  end
-  local tat = math.max(tonumber(redis.call("GET", account_key(account, "rate")) or "0"), t)
   local n_out = redis.call("SCARD", out)
+  if n_out >= WINDOW then
+    return  -- a claim of one of its messages pumps it again
+  end
+  if not pause then
+    pause, rate, burst, tat = limits_of(account)
+  end
+  local t = now()
+  tat = math.max(tat, t)
   while n_out < WINDOW do
     local member = redis.call("LINDEX", line, 0)
     if not member then
-      break
+      return
     end
     -- The slot this message's claim would get once those out before it took theirs.
-    local at = due
+    local at = math.max(t, pause)
     if rate > 0 then
       at = math.max(at, tat + (n_out - burst) / rate - LEAD)
     end
@@ -115,8 +127,6 @@ local function pump(account)
       n_out = n_out + 1
     end
   end
-  -- The line is empty, or the window full: a claim of one of its messages pumps it again.
-  redis.call("ZREM", LINES, account)
 end
 
 -- The job's turn has come (its order reached it, a retry or a rate-limit slot is due, its

@@ -100,6 +100,7 @@ end
 -- (Redis's compact encoding; one value over 64 bytes makes the whole hash a hashtable, which
 -- costs more than the body). Counters left out (tries, dispatches, uncertain) read as 0.
 redis.call("SET", jkey .. ":body", body)
+redis.call("SADD", ACCOUNTS, account_of(ref))
 redis.call("HSET", jkey, "seq", seq, "kind", kind, "invoice_number", number,
   "enqueued_at", enqueued_at)
 if head == 0 then

@@ -41,6 +41,7 @@ for _, member in ipairs(redis.call("ZRANGE", leases, "-inf", t, "BYSCORE", "LIMI
   end
 end
 for _, account in ipairs(redis.call("ZRANGE", LINES, "-inf", t, "BYSCORE", "LIMIT", 0, limit)) do
+  redis.call("ZREM", LINES, account)  -- pump puts it back if it must still wait
   pump(account)
 end
 local replaced = 0
