@@ -17,6 +17,7 @@ from vtex_relay.identity import body_digest
 from vtex_relay.jobs import Job
 from vtex_relay.keys import OrderRef
 from vtex_relay.models import parse_json
+from vtex_relay.ordering import Enqueued
 from vtex_relay.producer import (
     build_job,
     idempotency_key_errors,
@@ -198,3 +199,15 @@ def update_refusals(lines: list[BatchLine]) -> list[tuple[int, str]]:
         if line.tracks:
             tracked.add(line.number)
     return refusals
+
+
+def summary(job: Job, result: Enqueued) -> dict[str, Any]:
+    """What ``--json`` (CLI) and ``/relay/batch`` (intake) say of one enqueued line."""
+    return {
+        "jobId": result.job_id,
+        "kind": job.kind,
+        "account": job.account,
+        "orderId": job.order_id,
+        "invoiceNumber": job.invoice_number,
+        "status": result.verdict,
+    }

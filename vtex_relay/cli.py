@@ -12,12 +12,18 @@ import gc
 import importlib
 import json
 import tempfile
-from typing import IO, Any, ClassVar
+from typing import IO, ClassVar
 
 import click
 
 from vtex_relay.accounts_cli import accounts
-from vtex_relay.batch import bounded_lines, invoice_conflicts, update_refusals, validate_batch
+from vtex_relay.batch import (
+    bounded_lines,
+    invoice_conflicts,
+    summary,
+    update_refusals,
+    validate_batch,
+)
 from vtex_relay.console import clean_errors, fail
 from vtex_relay.errors import (
     FieldError,
@@ -201,7 +207,7 @@ def enqueue_batch(file: IO[bytes], as_json: bool) -> None:
 def _report_batch(results: list[Enqueued], jobs: list[Job] | None) -> None:
     """Job ids (or JSON) on stdout; then, if any job was left out, why, and the exit code."""
     if jobs is not None:
-        click.echo(json.dumps([_summary(job, r) for job, r in zip(jobs, results, strict=True)]))
+        click.echo(json.dumps([summary(job, r) for job, r in zip(jobs, results, strict=True)]))
     else:
         click.echo("\n".join(r.job_id for r in results if r.verdict in ("enqueued", "duplicate")))
     left_out = {
@@ -269,7 +275,7 @@ def _enqueue_one(
             f"vtex-relay: the same {what} is already job {result.job_id}; not enqueued again",
             err=True,
         )
-    click.echo(json.dumps(_summary(job, result)) if as_json else result.job_id)
+    click.echo(json.dumps(summary(job, result)) if as_json else result.job_id)
 
 
 def _read_body(file: IO[bytes]) -> object:
@@ -288,14 +294,3 @@ def _read_body(file: IO[bytes]) -> object:
 def _name(file: IO[bytes]) -> str:
     # Standard input has no name in click's test runner.
     return str(getattr(file, "name", "<stdin>"))
-
-
-def _summary(job: Job, result: Enqueued) -> dict[str, Any]:
-    return {
-        "jobId": result.job_id,
-        "kind": job.kind,
-        "account": job.account,
-        "orderId": job.order_id,
-        "invoiceNumber": job.invoice_number,
-        "status": result.verdict,
-    }

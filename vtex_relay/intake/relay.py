@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic_core import to_json
 
 from vtex_relay import connections, dead_letters
-from vtex_relay.batch import invoice_conflicts, update_refusals, validate_batch
+from vtex_relay.batch import invoice_conflicts, summary, update_refusals, validate_batch
 from vtex_relay.errors import FieldError, InvalidJob, UnknownJob, UnknownOrder
 from vtex_relay.identifiers import check_order_id
 from vtex_relay.intake.answers import Refusal, invalid
@@ -26,7 +26,6 @@ from vtex_relay.jobs import Job
 from vtex_relay.keys import OrderRef
 from vtex_relay.models import parse_json
 from vtex_relay.operator_cli import job_json, order_json
-from vtex_relay.ordering import Enqueued
 from vtex_relay.producer import RERUN_IS_SAFE, enqueue_many, refused_by_redis
 from vtex_relay.settings import Settings
 
@@ -76,7 +75,7 @@ def batch(raw: bytes, account: str, settings: Settings) -> list[dict[str, Any]]:
         raise invalid(bad)
     jobs = [Job.model_validate_json(text) for text in spool.getvalue().splitlines()]
     results = enqueue_many(jobs)
-    summaries = [_summary(job, result) for job, result in zip(jobs, results, strict=True)]
+    summaries = [summary(job, result) for job, result in zip(jobs, results, strict=True)]
     failed = [r for r in results if r.verdict == "failed"]
     if failed:
         went = sum(r.verdict in ("enqueued", "duplicate") for r in results)
@@ -112,17 +111,6 @@ def _lines(raw: bytes, account: str, default: str | None) -> Iterator[bytes | st
             yield to_json(data)
         else:
             yield line
-
-
-def _summary(job: Job, result: Enqueued) -> dict[str, Any]:
-    return {
-        "jobId": result.job_id,
-        "kind": job.kind,
-        "account": job.account,
-        "orderId": job.order_id,
-        "invoiceNumber": job.invoice_number,
-        "status": result.verdict,
-    }
 
 
 def order_view(account: str, raw_order_id: str) -> dict[str, Any]:
