@@ -249,7 +249,7 @@ def test_a_batch_cut_by_redis_going_away_then_run_again_enqueues_each_job_once(
     try:
         # Part-way: 500 orders started, the ones early in the file complete by then.
         wait_for(
-            lambda: int(client.hget(keys.account("teststore", "jobs"), "waiting") or 0) >= 500,
+            lambda: client.llen(keys.account("teststore", "line")) >= 500,
             timeout=120,
             interval=0.005,
             what="the batch to be part-way",
