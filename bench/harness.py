@@ -6,6 +6,9 @@ owner's ``stop`` (callers use ``try``/``finally``). Nothing targets anything but
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,3 +61,23 @@ def stop_workers(workers: Sequence[Worker]) -> None:
     stop_all(workers)
     for worker in workers:
         worker.remove_log()
+
+
+def cli_batch(env: dict[str, str], path: Path) -> float:
+    """Seconds for ``vtex-relay enqueue batch PATH``, from its process start to its exit."""
+    script = Path(sys.executable).parent / "vtex-relay"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "vtex_relay"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*command, "enqueue", "batch", str(path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=600,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise BenchError(f"vtex-relay enqueue batch exited {done.returncode}: {done.stderr!r}")
+    return elapsed

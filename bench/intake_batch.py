@@ -16,8 +16,6 @@ from __future__ import annotations
 import http.client
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from bench.harness import ROOT, BenchError
+from bench.harness import BenchError, cli_batch
 from bench.workload import write_batch
 from vtex_relay import keys
 
@@ -51,26 +49,6 @@ def post_batch(url: str, path: Path, credentials: dict[str, str], count: int) ->
     statuses = [job["status"] for job in json.loads(data)["jobs"]]
     if len(statuses) != count or set(statuses) != {"enqueued"}:
         raise BenchError(f"POST /relay/batch: {len(statuses)} jobs, {set(statuses)}")
-    return elapsed
-
-
-def cli_batch(env: dict[str, str], path: Path) -> float:
-    """Seconds for ``vtex-relay enqueue batch PATH``, from its process start to its exit."""
-    script = Path(sys.executable).parent / "vtex-relay"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "vtex_relay"]
-    started = time.perf_counter()
-    done = subprocess.run(
-        [*command, "enqueue", "batch", str(path)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        timeout=600,
-        check=False,
-    )
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise BenchError(f"vtex-relay enqueue batch exited {done.returncode}: {done.stderr!r}")
     return elapsed
 
 

@@ -5,8 +5,6 @@ Each returns rows of the result table; every figure is a median of runs.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 from bench.comparison import MAX_DRAIN_SECONDS, Series
 from bench.context import Context, info
 from bench.delivery import RunResult, delivery_run
-from bench.harness import ROOT, BenchError, stop_workers
+from bench.harness import BenchError, cli_batch, stop_workers
 from bench.plain_celery import QUEUE as PLAIN_QUEUE
 from bench.report import Row, fmt_mib, fmt_rate, fmt_runs, median
 from bench.systems import (
@@ -29,28 +27,6 @@ from vtex_relay.messages import QUEUE as RELAY_QUEUE
 from vtex_relay.testing import start_workers
 
 # --- 1. enqueue rate -------------------------------------------------------------------------
-
-
-def _cli() -> list[str]:
-    script = Path(sys.executable).parent / "vtex-relay"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "vtex_relay"]
-
-
-def _run_cli_batch(ctx: Context, path: Path) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [*_cli(), "enqueue", "batch", str(path)],
-        cwd=ROOT,
-        env=ctx.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        timeout=300,
-        check=False,
-    )
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise BenchError(f"vtex-relay enqueue batch exited {done.returncode}: {done.stderr!r}")
-    return elapsed
 
 
 def _queued(ctx: Context, queue: str) -> int:
@@ -75,10 +51,10 @@ def enqueue_rates(ctx: Context) -> list[Row]:
         for _ in range(plan.repeats):
             ctx.fresh(0)
             one = write_batch(Path(tmp) / "one.jsonl", ctx.prefix(), 1)
-            cli_startup.append(_run_cli_batch(ctx, one))
+            cli_startup.append(cli_batch(ctx.env, one))
             ctx.fresh(0)
             batch = write_batch(Path(tmp) / "batch.jsonl", ctx.prefix(), count)
-            cli_total.append(_run_cli_batch(ctx, batch))
+            cli_total.append(cli_batch(ctx.env, batch))
             _expect(_relay_jobs(ctx), count, "CLI batch")
 
             ctx.fresh(0)
