@@ -200,6 +200,26 @@ def test_connections_beyond_the_limit_are_closed_and_a_freed_slot_is_used(
 # --- slow clients ----------------------------------------------------------------------------
 
 
+def trickled_until_closed(sock: socket.socket, data: bytes, seconds: float) -> bool:
+    """Send *data* a byte every 0.1 s until the intake closes the connection (True), or the
+    data or *seconds* run out (False)."""
+    started = time.monotonic()
+    for byte in data:
+        if time.monotonic() - started > seconds:
+            return False
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+        if select.select([sock], [], [], 0.1)[0]:
+            try:
+                if sock.recv(65536) == b"":
+                    return True
+            except ConnectionResetError:
+                return True
+    return False
+
+
 def test_a_body_trickled_past_the_read_timeout_is_408_then_closed(
     impatient: Intake, redis_client: redis.Redis
 ) -> None:
@@ -223,20 +243,8 @@ def test_a_body_trickled_past_the_read_timeout_is_408_then_closed(
 
         # The rest is drained for at most LINGERING s, then the connection is closed, even if
         # the client goes on trickling: a slow client cannot hold a connection.
-        sock.setblocking(False)
-        closed = False
-        while not closed and time.monotonic() - started < READ_TIMEOUT + LINGERING + 5:
-            try:
-                sock.sendall(body[sent : sent + 1])
-                sent += 1
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-            if select.select([sock], [], [], 0.1)[0]:
-                try:
-                    closed = sock.recv(65536) == b""
-                except ConnectionResetError:
-                    closed = True
+        limit = READ_TIMEOUT + LINGERING + 5 - (time.monotonic() - started)
+        closed = trickled_until_closed(sock, body[sent:], limit)
         assert closed, "a trickling client kept its connection past the lingering time"
     assert redis_client.dbsize() == 0
     assert serves(impatient.url)
@@ -267,21 +275,7 @@ def test_headers_trickled_byte_by_byte_are_cut_off(
     endless = b"GET /relay/health HTTP/1.1\r\nX-Slow: " + b"s" * 1_000
     with connect(impatient.url) as sock:
         started = time.monotonic()
-        closed = False
-        for byte in endless:
-            if time.monotonic() - started > KEEPALIVE_TIMEOUT + 10:
-                break
-            try:
-                sock.sendall(bytes([byte]))
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-            if select.select([sock], [], [], 0.1)[0]:
-                try:
-                    closed = sock.recv(65536) == b""
-                except ConnectionResetError:
-                    closed = True
-                break
+        closed = trickled_until_closed(sock, endless, KEEPALIVE_TIMEOUT + 10)
         waited = time.monotonic() - started
     assert closed, "a client sending a header byte every 0.1 s was never cut off"
     assert waited < KEEPALIVE_TIMEOUT + 5
