@@ -102,6 +102,23 @@ def test_an_account_over_its_rate_gets_messages_only_as_it_may_send(
     assert queued(redis_client) == ["slow"]
 
 
+def test_a_try_that_reads_the_order_first_takes_a_slot_for_each_request(
+    redis_client: redis.Redis,
+) -> None:
+    # VTEX counts the GET as well as the POST: at 10 a second with no burst, a try of two
+    # requests pushes the next one's slot 0.2 s out, not 0.1 s.
+    ordering = Ordering(redis_client, QUEUE, window=10)
+    first, second, third = jobs("counted", 3)
+    list(ordering.enqueue([first, second, third]))
+    ref = OrderRef.of(first)
+    assert ordering.claim(ref, first.job_id, "w", 60, 10, 0, calls=2).verdict == "run"
+    held = ordering.claim(OrderRef.of(second), second.job_id, "w", 60, 10, 0, calls=2)
+    assert held.verdict == "run"
+    assert 0.15 < held.hold <= 0.2
+    after_two = ordering.claim(OrderRef.of(third), third.job_id, "w", 60, 10, 0)
+    assert 0.35 < after_two.hold <= 0.4
+
+
 def test_accounts_command_shows_counts_rate_and_pause(
     redis_client: redis.Redis, settings_env: pytest.MonkeyPatch
 ) -> None:
