@@ -9,6 +9,8 @@ import redis
 
 from tests.conftest import APP_KEY, APP_TOKEN
 from tests.processes import ROOT
+from vtex_relay import dead_letters
+from vtex_relay.keys import OrderRef
 
 EXAMPLES = ROOT / "examples"
 INVOICE: dict[str, Any] = json.loads((EXAMPLES / "invoice.json").read_text())
@@ -27,6 +29,12 @@ def client(url: str, **headers: str) -> httpx.Client:
 
 def post_invoice(http: httpx.Client, order_id: str, body: Any, **kwargs: Any) -> httpx.Response:
     return http.post(f"{ORDER}/{order_id}/invoice", json=body, **kwargs)
+
+
+def jobs_of(client: redis.Redis, account: str, order_id: str) -> list[str]:
+    """The ids of the order's jobs, in enqueue order."""
+    status = dead_letters.order_status(client, OrderRef(account, order_id))
+    return [job.job_id for job in status.jobs]
 
 
 def snapshot(client: redis.Redis) -> dict[bytes, Any]:

@@ -95,3 +95,22 @@ def test_a_refused_call_is_logged_with_vtex_message(
     assert request.status == 404
     log = worker.wait_for_log(f"(job {job_id}): refused by VTEX")
     assert "HTTP 404" in log
+
+
+def test_no_cookie_goes_from_one_call_to_the_next(sandbox: SandboxControl, worker: Worker) -> None:
+    """VTEX (or a proxy before it) sets a cookie on every answer: the worker's one pooled client
+    must not send one account's cookie on another account's call, nor any cookie at all."""
+    sandbox.set_faults(set_cookies=True)
+    body = example("invoice")
+    number = body["invoiceNumber"]
+    for account in ("storea", "storeb"):
+        enqueue_invoice(ORDER, body, account=account)
+        enqueue_tracking_number(ORDER, number, example("tracking-number"), account=account)
+    got = received(sandbox, 4)
+    assert sorted((r.account, r.method, r.status) for r in got) == [
+        ("storea", "PATCH", 200),
+        ("storea", "POST", 200),
+        ("storeb", "PATCH", 200),
+        ("storeb", "POST", 200),
+    ]
+    assert [r.cookie for r in got] == [None] * 4

@@ -323,3 +323,15 @@ def test_the_worker_and_the_cli_refuse_to_start(
         assert APP_TOKEN not in output
         assert "Traceback" not in output
     assert redis_client.dbsize() == 0
+
+
+def test_serve_with_a_token_file_it_cannot_read_says_so_in_one_line(tmp_path: Path) -> None:
+    accounts = {"mystore": {"appKey": "k", "appTokenFile": str(tmp_path / "missing")}}
+    done = run_process(
+        "serve", "--port", "0", VTEX_ACCOUNTS=json.dumps(accounts), VTEX_ACCOUNT="mystore"
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "account 'mystore': the file" in done.stderr
+    assert "cannot be read (No such file or directory)" in done.stderr

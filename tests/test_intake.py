@@ -15,6 +15,7 @@ from tests.intake_support import (
     TRACKING,
     TRACKING_NUMBER,
     client,
+    jobs_of,
     post_invoice,
 )
 from tests.processes import RedisServer, Worker, wait_for
@@ -22,11 +23,6 @@ from vtex_relay import dead_letters
 from vtex_relay.keys import OrderRef
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
 from vtex_relay.testing import Intake
-
-
-def jobs_of(client: redis.Redis, account: str, order_id: str) -> list[str]:
-    status = dead_letters.order_status(client, OrderRef(account, order_id))
-    return [job.job_id for job in status.jobs]
 
 
 def test_the_three_calls_reach_vtex_as_the_erp_sent_them(

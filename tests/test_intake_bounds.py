@@ -281,3 +281,103 @@ def test_headers_trickled_byte_by_byte_are_cut_off(
     assert waited < KEEPALIVE_TIMEOUT + 5
     assert redis_client.dbsize() == 0
     assert serves(impatient.url)
+
+
+# --- large bodies ----------------------------------------------------------------------------
+
+BAD_EVENTS = 60_000  # a tracking body of 60,000 empty events: 240,000 bad fields
+
+
+def test_a_400_names_at_most_100_fields_and_counts_the_rest(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    body = {"isDelivered": False, "events": [{}] * BAD_EVENTS}
+    answer = httpx.put(
+        f"{intake}{ORDER}/o-bad/invoice/NF-1/tracking",
+        json=body,
+        headers={"X-VTEX-API-AppKey": APP_KEY, "X-VTEX-API-AppToken": APP_TOKEN},
+        timeout=30,
+    )
+    assert answer.status_code == 400, answer.text[:200]
+    assert len(answer.content) < 30_000  # the request is 240 KB; the answer was 13-18 times it
+    error = answer.json()["error"]
+    assert len(error["fields"]) == 100
+    assert error["fieldsNotListed"] == 4 * BAD_EVENTS - 100
+    assert error["message"].endswith(
+        "and 239,900 more bad field(s), not listed; nothing was enqueued"
+    )
+    assert redis_client.dbsize() == 0
+
+
+def test_large_bad_bodies_do_not_stall_the_other_requests(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    body = json.dumps({"isDelivered": False, "events": [{}] * BAD_EVENTS}).encode()
+    request = invoice_request(body).replace(b"/o-slow/invoice", b"/o-bad/invoice/NF-1/tracking")
+    request = request.replace(b"POST ", b"PUT ", 1)
+    socks = [connect(intake) for _ in range(4)]
+    try:
+        for sock in socks:
+            sock.sendall(request + body)
+        # While the four are checked, health answers: the worst wait of 20 probes.
+        worst = 0.0
+        for _ in range(20):
+            started = time.monotonic()
+            assert serves(intake)
+            worst = max(worst, time.monotonic() - started)
+        for sock in socks:
+            assert status_of(read_answer(sock)) == 400
+    finally:
+        for sock in socks:
+            sock.close()
+    assert worst < 2.0, f"a health probe waited {worst:.2f} s"
+    assert redis_client.dbsize() == 0
+
+
+@pytest.fixture(scope="module")
+def frugal(redis_server: RedisServer) -> Iterator[Intake]:
+    """An intake whose request bodies may hold 1 MB together."""
+    process = start_intake(INTAKE_MAX_INFLIGHT_BYTES="1000000")
+    yield process
+    process.stop()
+
+
+def batch_head(url: str, length: int) -> bytes:
+    return (
+        f"POST /relay/batch HTTP/1.1\r\nHost: x\r\nX-VTEX-API-AppKey: {APP_KEY}\r\n"
+        f"X-VTEX-API-AppToken: {APP_TOKEN}\r\nContent-Type: application/x-ndjson\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_the_bytes_all_bodies_hold_are_bounded(frugal: Intake, redis_client: redis.Redis) -> None:
+    line = json.dumps({"kind": "invoice", "orderId": "o-b", "body": INVOICE}).encode() + b"\n"
+    with connect(frugal.url) as first:
+        # The first holds 700 KB (its Content-Length) while its body is on the way...
+        first.sendall(batch_head(frugal.url, 700_000) + b" " * 1_000)
+        # ...so a second of 700 KB is refused at once: 503, try again.
+        second = wait_for(
+            lambda: _answer(frugal.url, batch_head(frugal.url, 700_000)), what="an answer"
+        )
+        assert status_of(second) == 503, second[:300]
+        assert b"Retry-After: 5" in second
+        assert b"INTAKE_MAX_INFLIGHT_BYTES" in second
+        # A small request still fits beside the first.
+        small = _answer(frugal.url, batch_head(frugal.url, len(line)) + line)
+        assert status_of(small) == 200, small[:300]
+    # The first gone, its bytes are free again.
+    blank = batch_head(frugal.url, 700_000) + b"\n" * 700_000  # no jobs, nothing wrong
+
+    def admitted() -> bytes | None:
+        answer = _answer(frugal.url, blank)
+        return answer if status_of(answer) != 503 else None
+
+    again = wait_for(admitted, what="the first body's bytes freed")
+    assert status_of(again) == 200, again[:300]
+    assert serves(frugal.url)
+
+
+def _answer(url: str, data: bytes) -> bytes:
+    with connect(url) as sock:
+        sock.sendall(data)
+        return read_answer(sock)

@@ -19,6 +19,7 @@ from tests.seed import SEED_INVOICE, SEED_TRACKING, SEED_TRACKING_NUMBER, invoic
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.cli import cli
 from vtex_relay.dead_letters import list_dead
+from vtex_relay.errors import RetryableError
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import Settings
 from vtex_relay.totals import total_problem
@@ -60,8 +61,20 @@ class TestRules:
             "returns 7000 + 4000 > invoiced 10000"
         )
 
-    def test_an_order_without_a_total_is_not_judged(self) -> None:
-        assert total_problem({"packageAttachment": None}, invoice("A", 1), "single") is None
+    @pytest.mark.parametrize("total", [None, "10000", 10000.0, True, -1])
+    def test_a_total_that_is_not_cents_cannot_be_verified(self, total: object) -> None:
+        with pytest.raises(RetryableError, match="cannot verify the order total"):
+            total_problem({"value": total}, invoice("A", 10000), "single")
+        with pytest.raises(RetryableError, match="cannot verify the order total"):
+            total_problem({"packageAttachment": None}, invoice("A", 1), "single")
+
+    def test_what_the_relay_delivered_counts_with_what_vtex_shows(self) -> None:
+        shown = order(10000, ("A", "Output", 4000))
+        posted = {"A": ("Output", 4000), "B": ("Output", 4000)}  # B: VTEX does not show it yet
+        assert total_problem(shown, invoice("C", 4000), "partial", posted) == (
+            "invoices 8000 + 4000 > order total 10000"
+        )
+        assert total_problem(shown, invoice("C", 2000), "partial", posted) is None
 
     def test_on_by_default(self) -> None:
         assert Settings.model_fields["verify_order_total"].default is True
@@ -141,3 +154,61 @@ def test_a_split_shipment_then_a_return(
     }
     text_view = CliRunner().invoke(cli, ["order", "o-whole", "--account", "splitstore"]).stdout
     assert "status invoiced; invoiced 10,000 of 10,000" in text_view
+
+
+def test_partial_invoices_add_up_while_vtex_shows_them_late(
+    sandbox: SandboxControl, checking: Worker, redis_client: redis.Redis, settings_env: Any
+) -> None:
+    """VTEX's GET shows an invoice 3 s after it accepted it: the relay's own ledger counts."""
+    settings_env.setenv("VTEX_ACCOUNTS", '{"splitstore": {"invoicePolicy": "partial"}}')
+    sandbox.set_faults(invoice_lag_seconds=3)
+    sandbox.seed_order("o-lag", value=10000, account="splitstore")
+    jobs = [
+        enqueue_invoice("o-lag", invoice(f"NF-{n}", 4000), account="splitstore") for n in range(5)
+    ]
+    [dead] = wait_for(lambda: list_dead(redis_client), what="the third invoice dead-lettered")
+    assert dead.job_id == jobs[2]
+    assert "invoices 8000 + 4000 > order total 10000" in dead.last_error_line
+    posts = [r for r in sandbox.requests(order_id="o-lag") if r.method == "POST"]
+    assert [r.invoice_number for r in posts] == ["NF-0", "NF-1"]  # 8,000 of 10,000
+    assert sandbox.order("o-lag", "splitstore")["invoicePosts"] == {"NF-0": 1, "NF-1": 1}
+
+
+@pytest.fixture
+def checking_briefly(sandbox: SandboxControl, redis_client: redis.Redis) -> Iterator[Worker]:
+    """A worker with the check on and three tries a job."""
+    env = {
+        **os.environ,
+        "VERIFY_ORDER_TOTAL": "true",
+        "RETRY_MAX_ATTEMPTS": "3",
+        "VTEX_ACCOUNTS": '{"trusting": {"verifyOrderTotal": false}}',
+    }
+    worker = Worker(env, "wbrief").start()
+    yield worker
+    worker.stop()
+
+
+def test_an_unreadable_total_is_never_a_post(
+    sandbox: SandboxControl, checking_briefly: Worker, redis_client: redis.Redis
+) -> None:
+    totals: dict[str, object] = {"o-null": None, "o-text": "10000", "o-float": 10000.0}
+    totals |= {"o-bool": True}
+    for order_id, total in totals.items():
+        sandbox.seed_order(order_id, value=total, account=ACCOUNT)
+        enqueue_invoice(order_id, invoice("NF-1", 10000))
+    wait_for(
+        lambda: len(list_dead(redis_client)) == len(totals),
+        timeout=30,
+        what="every invoice dead-lettered",
+    )
+    dead = list_dead(redis_client)
+    for record in dead:
+        assert "cannot verify the order total" in record.last_error_line
+    for order_id in totals:
+        methods = [r.method for r in sandbox.requests(order_id=order_id)]
+        assert methods == ["GET"] * 3  # three tries, each a GET, never a POST
+    # An account that turned the check off is not read first: its invoice goes.
+    sandbox.seed_order("o-trust", value="abc", account="trusting")
+    enqueue_invoice("o-trust", invoice("NF-1", 10000), account="trusting")
+    wait_for(lambda: sandbox.requests(order_id="o-trust"), what="the trusting account's POST")
+    assert [r.method for r in sandbox.requests(order_id="o-trust")] == ["POST"]

@@ -3,15 +3,18 @@
 Measured where VTEX would see it: the sandbox counts the requests it receives per second.
 """
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from click.testing import CliRunner
 
 from tests.processes import Worker, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice
+from vtex_relay.cli import cli
 from vtex_relay.sandbox import SandboxControl
 
 # Calls are sent at their slots; on a busy 2-core machine a send can still slip by a few
@@ -105,3 +108,81 @@ def test_a_429_without_retry_after_pauses_the_account_for_vtex_429_pause(
     later = [r for r in sandbox.requests(account="teststore") if r.seq != throttled.seq]
     first = min(r.received_at for r in later)
     assert first >= throttled.received_at + PAUSE - 0.05, "the account was not paused"
+
+
+@pytest.fixture
+def one_worker(sandbox: SandboxControl, redis_client: object) -> Iterator[Callable[..., Worker]]:
+    """Starts one worker process, with the settings given, when called."""
+    started: list[Worker] = []
+
+    def start(**settings: str) -> Worker:
+        started.append(Worker({**os.environ, **settings}, "rlp").start())
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def throttled_for_ever(sandbox: SandboxControl) -> float:
+    """A 429 asking for 999,999,999 s (about 31 years) on an invoice of teststore; when."""
+    sandbox.set_faults(fail_orders={"o-throttled": 429}, retry_after=999_999_999)
+    enqueue_invoice("o-throttled", invoice("NF-t"))
+    [throttled] = wait_for(
+        lambda: sandbox.requests(order_id="o-throttled"), timeout=15, what="the 429"
+    )
+    assert throttled.status == 429
+    sandbox.set_faults(fail_orders={})
+    return throttled.received_at
+
+
+def paused_until(account: str) -> str | None:
+    result = CliRunner().invoke(cli, ["accounts", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = [row for row in json.loads(result.stdout) if row["account"] == account]
+    return row["pausedUntil"]  # type: ignore[no-any-return]
+
+
+def test_no_retry_after_pauses_longer_than_vtex_429_pause_max(
+    sandbox: SandboxControl, one_worker: Callable[..., Worker]
+) -> None:
+    one_worker(VTEX_429_PAUSE_MAX="2")
+    at = throttled_for_ever(sandbox)
+    enqueue_invoice("o-same-account", invoice("NF-a"))
+    wait_for(
+        lambda: len(sandbox.requests(account="teststore", method="POST")) >= 3,
+        timeout=15,
+        what="the account's jobs delivered after at most 2 s",
+    )
+    later = [r for r in sandbox.requests(account="teststore") if r.order_id != "o-throttled"]
+    assert at + 2 - 0.05 <= later[0].received_at < at + 10  # paused 2 s, not until 2058
+
+
+def test_accounts_resume_ends_a_pause_at_once(
+    sandbox: SandboxControl, one_worker: Callable[..., Worker]
+) -> None:
+    one_worker()  # VTEX_429_PAUSE_MAX: its default, 900 s
+    at = throttled_for_ever(sandbox)
+    enqueue_invoice("o-same-account", invoice("NF-a"))
+    until = wait_for(lambda: paused_until("teststore"), what="the pause recorded")
+    assert until.startswith(time.strftime("%Y-%m-%d", time.gmtime(at + 900)))
+    result = CliRunner().invoke(cli, ["accounts", "resume", "TestStore"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("teststore: pause until ")
+    assert "parked job(s) due now" in result.stdout
+    assert paused_until("teststore") is None
+    # The job that got the 429 and the one behind the pause go now, once each.
+    wait_for(
+        lambda: len([r for r in sandbox.requests(account="teststore") if r.status == 200]) >= 2,
+        timeout=15,
+        what="both invoices delivered after the resume",
+    )
+    posts = sandbox.requests(account="teststore", method="POST")
+    assert sorted(r.order_id or "" for r in posts if r.status == 200) == [
+        "o-same-account",
+        "o-throttled",
+    ]
+    again = CliRunner().invoke(cli, ["accounts", "resume", "teststore"])
+    assert again.stdout.startswith("teststore: was not paused; 0 parked job(s)")
+    unknown = CliRunner().invoke(cli, ["accounts", "resume", "nostore"])
+    assert unknown.exit_code == 0  # an open relay serves any account: nothing to resume

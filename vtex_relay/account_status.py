@@ -89,3 +89,45 @@ def _status(
         rate=rate,
         paused_until=datetime.fromtimestamp(until, UTC) if until > now else None,
     )
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What ``resume`` did: the pause it ended (None: there was none) and how many of the
+    account's parked jobs (throttled, or waiting for a retry) it made due at once."""
+
+    paused_until: datetime | None
+    released: int
+
+
+def resume(client: "redis.Redis", account: str) -> Resumed:
+    """End *account*'s 429 pause, if one runs, and make its parked jobs due now, so that the
+    sweep gives them their turn back at once (an operator who knows VTEX is answering again
+    need not wait out a long ``Retry-After``). Reads the delayed set with ZSCAN, so the cost
+    is in the number of parked jobs of every account; it is an operator's command."""
+    pause_key = keys.account(account, "pause")
+    with client.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.get(pause_key)
+        pipe.delete(pause_key)
+        (seconds, micros), pause, _ = pipe.execute()
+    now = seconds + micros / 1e6
+    until = float(pause) if pause else 0.0
+    tag = f"{account}:"  # a member is "ACCOUNT:ORDER JOB_ID" (OrderRef.member)
+    parked = [
+        member
+        for member, due in client.zscan_iter(keys.DELAYED, match=_glob(tag) + "*", count=1000)
+        if due > now and text(member).startswith(tag)
+    ]
+    with client.pipeline(transaction=False) as pipe:
+        if parked:
+            # XX: a job claimed or swept meanwhile has left the set and is not put back.
+            pipe.zadd(keys.DELAYED, dict.fromkeys(parked, now), xx=True)
+        pipe.zadd(keys.LINES, {account: now}, xx=True)  # its line, if it waits on the pause
+        pipe.execute()
+    return Resumed(datetime.fromtimestamp(until, UTC) if until > now else None, len(parked))
+
+
+def _glob(text: str) -> str:
+    """*text* as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -48,7 +48,8 @@ class AccountSettings(BaseModel):
     burst has none); ``invoicePolicy`` overrides ``INVOICE_POLICY``; ``appKey`` with one of
     ``appToken``, ``appTokenEnv``, ``appTokenFile`` replace ``VTEX_APP_KEY``/``VTEX_APP_TOKEN``;
     ``intakeKey`` is a token the HTTP intake accepts in place of the app token (for an ERP that
-    must not hold the VTEX token). Unknown keys are refused by name, so a typo is not silently
+    must not hold the VTEX token); ``verifyOrderTotal`` overrides ``VERIFY_ORDER_TOTAL``. Unknown
+    keys are refused by name, so a typo is not silently
     ignored.
     """
 
@@ -62,6 +63,7 @@ class AccountSettings(BaseModel):
     app_token_env: str | None = Field(default=None, alias="appTokenEnv")
     app_token_file: str | None = Field(default=None, alias="appTokenFile")
     intake_key: SecretStr | None = Field(default=None, alias="intakeKey")
+    verify_order_total: bool | None = Field(default=None, alias="verifyOrderTotal")
 
     @field_validator("app_key", "app_token", "intake_key", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""``vtex-relay accounts``: each account's jobs by state, its rate, and its 429 pause.
+"""``vtex-relay accounts``: each account's jobs by state, its rate, and its 429 pause;
+``vtex-relay accounts resume NAME`` ends a pause.
 
 Never shows a credential: only what ``account_status`` reads (counts, rate, pause).
 """
@@ -7,17 +8,22 @@ import json
 
 import click
 
-from vtex_relay.account_status import AccountStatus, account_statuses
-from vtex_relay.console import iso, table, utc
+from vtex_relay import keys
+from vtex_relay.account_status import AccountStatus, account_statuses, resume
+from vtex_relay.console import fail, iso, table, utc
+from vtex_relay.identifiers import check_account
 from vtex_relay.operator_cli import json_option, operator_client, operator_errors
 from vtex_relay.settings import get_settings
 
 
-@click.command("accounts")
+@click.group("accounts", invoke_without_command=True)
 @json_option
-def accounts(as_json: bool) -> None:
+@click.pass_context
+def accounts(ctx: click.Context, as_json: bool) -> None:
     """Each account: waiting, ready, running, retrying, throttled, dead and held jobs, its
     rate limit, and whether it is paused by a 429 (until when)."""
+    if ctx.invoked_subcommand is not None:
+        return
     with operator_errors():
         statuses = account_statuses(operator_client(), get_settings())
     if as_json:
@@ -28,6 +34,25 @@ def accounts(as_json: bool) -> None:
         headers = ["ACCOUNT", "WAITING", "READY", "RUNNING", "RETRYING", "THROTTLED", "DEAD"]
         headers += ["HELD", "RATE", "PAUSED UNTIL"]
         click.echo(table(headers, [_row(status) for status in statuses]))
+
+
+@accounts.command("resume")
+@click.argument("name")
+def resume_command(name: str) -> None:
+    """End account NAME's 429 pause now; its parked jobs (throttled, or waiting for a retry)
+    are due at once. Pauses end by themselves too, after at most VTEX_429_PAUSE_MAX."""
+    try:
+        account = check_account(name)
+    except ValueError as exc:
+        fail(2, f"invalid account: {exc}")
+    with operator_errors():
+        settings = get_settings()
+        client = operator_client()
+        if not settings.knows(account) and not client.sismember(keys.ACCOUNTS, account):
+            fail(2, f"unknown account {account}: not configured, and no jobs in Redis")
+        done = resume(client, account)
+    was = f"pause until {utc(done.paused_until)} ended" if done.paused_until else "was not paused"
+    click.echo(f"{account}: {was}; {done.released:,} parked job(s) due now")
 
 
 def _row(s: AccountStatus) -> list[str]:

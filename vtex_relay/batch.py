@@ -45,7 +45,7 @@ def job_from_line(line: Mapping[str, Any]) -> Job:
             account=line.get("account"),
         )
     except InvalidJob as exc:
-        raise InvalidJob(exc.errors + key_errors) from None
+        raise InvalidJob(exc.errors + key_errors, exc.not_listed) from None
     return with_idempotency_key(job, line.get("idempotencyKey"))
 
 

@@ -22,7 +22,8 @@ def clean_errors() -> Iterator[None]:
     try:
         yield
     except InvalidJob as exc:
-        fail(2, "invalid job; nothing was enqueued:", *(f"  {e}" for e in exc.errors))
+        more = [f"  and {exc.not_listed:,} more bad field(s)"] if exc.not_listed else []
+        fail(2, "invalid job; nothing was enqueued:", *(f"  {e}" for e in exc.errors), *more)
     except ConfigurationError as exc:
         fail(2, str(exc))
     except InvoiceConflict as exc:

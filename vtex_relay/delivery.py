@@ -42,7 +42,7 @@ from vtex_relay.ordering import Claim, Decision, Ordering
 from vtex_relay.reconcile import shows
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings
-from vtex_relay.totals import order_view, total_problem
+from vtex_relay.totals import Invoices, order_view, total_problem
 
 HOST = socket.gethostname()
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def run(
     limit = settings.rate_for(job.account)
     # Taken before the claim, so the lease as this worker counts it never outlasts Redis's.
     claimed_at = time.monotonic()
-    reads_first = job.kind == "invoice" and settings.verify_order_total  # GET order, then POST
+    reads_first = job.kind == "invoice" and settings.verifies_total(job.account)  # GET, then POST
     claim = ordering.claim(
         ref, job.job_id, token, settings.lease_seconds, *limit, calls=2 if reads_first else 1
     )
@@ -115,6 +115,8 @@ def run(
     if claim.hold > 0:
         time.sleep(claim.hold)  # up to a second, to go out at the job's rate-limit slot
     send_by = send_deadline(claimed_at, claim, settings)
+    # What the relay has delivered of the order's other invoices: VTEX's GET may not show it yet.
+    posted = ordering.delivered_invoices(ref, job.job_id) if reads_first else None
     try:
         tried = decide(
             job,
@@ -125,6 +127,7 @@ def run(
             worker=worker,
             redact=redact,
             logger=logger,
+            posted=posted,
         )
     except LeaseExpired as exc:
         logger.warning("%s: %s; the job is recovered when its lease ends", job.describe(), exc)
@@ -171,9 +174,11 @@ def decide(
     worker: str = HOST,
     redact: Redact | None = None,
     logger: logging.Logger = log,
+    posted: Invoices | None = None,
 ) -> Try:
     """Try *job* once under *claim* and decide what happens after: reconcile first if the claim
-    is uncertain, check an invoice against the order's total (``VERIFY_ORDER_TOTAL``), else
+    is uncertain, check an invoice against the order's total (``VERIFY_ORDER_TOTAL``; *posted*:
+    the order's invoices the relay has delivered), else
     make the call; a job of an account that is not configured ends dead, unsent. Raises
     ``LeaseExpired`` (nothing sent) if no request could leave by
     *send_by*. *redact* (default: the settings' tokens cut out) scrubs the attempt's
@@ -191,7 +196,7 @@ def decide(
     seen = ""  # a GET may be followed by a failing call: every Try carries what it read
     try:
         # One GET order serves both the reconciliation and, for an invoice, the total check.
-        checked = job.kind == "invoice" and settings.verify_order_total
+        checked = job.kind == "invoice" and settings.verifies_total(job.account)
         order = None
         if claim.uncertain or checked:
             order = client.get_order(job.account, job.order_id, send_by=send_by)
@@ -202,7 +207,7 @@ def decide(
             )
             return Try(Attempt(at=now, outcome="reconciled", worker=worker), "done", seen=seen)
         problem = (
-            total_problem(order, job.body, settings.policy_for(job.account))
+            total_problem(order, job.body, settings.policy_for(job.account), posted)
             if (checked and order is not None)
             else None
         )
@@ -217,6 +222,10 @@ def decide(
     except RetryableError as exc:
         attempt = _failed(now, "retryable", exc, worker, redact, maybe_applied=exc.maybe_applied)
         attempt = attempt.model_copy(update={"retry_after": exc.retry_after})
+        # However long VTEX asks, no wait (of the job, or the account's) outlasts the cap.
+        retry_after = (
+            None if exc.retry_after is None else min(exc.retry_after, settings.vtex_429_pause_max)
+        )
         if claim.tries >= settings.retry_max_attempts:
             logger.error("%s: dead after %d tries: %s", job.describe(), claim.tries, exc)
             delay = 0.0
@@ -226,16 +235,17 @@ def decide(
                 claim.tries,
                 settings.retry_backoff_base,
                 settings.retry_backoff_max,
-                exc.retry_after,
+                retry_after,
             )
             logger.warning(
                 "%s: try %d failed (%s); next in %.1fs", job.describe(), claim.tries, exc, delay
             )
             decision = "retry"
         # A 429 is about the account, not this job: every worker holds back its jobs, for its
-        # Retry-After or, without one, VTEX's advice of about a minute (VTEX_429_PAUSE).
-        asked = settings.vtex_429_pause if exc.retry_after is None else exc.retry_after
-        pause = max(delay, asked) if exc.status == 429 else 0.0
+        # Retry-After or, without one, VTEX's advice of about a minute (VTEX_429_PAUSE); never
+        # longer than VTEX_429_PAUSE_MAX.
+        asked = settings.vtex_429_pause if retry_after is None else retry_after
+        pause = min(max(delay, asked), settings.vtex_429_pause_max) if exc.status == 429 else 0.0
         return Try(attempt, decision, delay, pause, seen)
     except PermanentError as exc:
         logger.error("%s: refused by VTEX: %s", job.describe(), exc)

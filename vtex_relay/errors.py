@@ -49,12 +49,20 @@ class UnknownAccount(RelayError):
         super().__init__(f"account {account!r} is not configured")
 
 
-class InvalidJob(RelayError):
-    """A job was refused at enqueue time; ``errors`` names every bad field. Nothing was enqueued."""
+# The most bad fields one error names; past it, how many more there were. A body of thousands
+# of bad items must not make an error (and an answer, a log line) thousands of lines long.
+MAX_FIELD_ERRORS = 100
 
-    def __init__(self, errors: list[FieldError]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
+
+class InvalidJob(RelayError):
+    """A job was refused at enqueue time; ``errors`` names the bad fields (the first
+    ``MAX_FIELD_ERRORS``), ``not_listed`` counts the others. Nothing was enqueued."""
+
+    def __init__(self, errors: list[FieldError], not_listed: int = 0) -> None:
+        self.errors = errors[:MAX_FIELD_ERRORS]
+        self.not_listed = not_listed + len(errors) - len(self.errors)
+        more = f"; and {self.not_listed:,} more bad field(s)" if self.not_listed else ""
+        super().__init__("; ".join(str(e) for e in self.errors) + more)
 
 
 class OmsError(RelayError):

@@ -23,7 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from vtex_relay.errors import FieldError, InvalidJob
+from vtex_relay.errors import MAX_FIELD_ERRORS, FieldError, InvalidJob
 from vtex_relay.identifiers import check_invoice_number
 
 Kind = Literal["invoice", "tracking-number", "tracking"]
@@ -227,14 +227,16 @@ _MESSAGES = {
 def validate_body(kind: Kind, data: object) -> dict[str, Any]:
     """Validate *data* as the body of a *kind* request and return the JSON to send VTEX.
 
-    Raises ``InvalidJob`` naming every bad field (``body.items.0.price: ...``).
+    Raises ``InvalidJob`` naming the bad fields (``body.items.0.price: ...``).
     """
     if not isinstance(data, dict):
         raise InvalidJob([FieldError("body", "must be a JSON object")])
     try:
         model = MODELS[kind].model_validate(data)
     except ValidationError as exc:
-        raise InvalidJob([_field_error(e) for e in exc.errors()]) from None
+        # Only the errors shown are translated: a body may have hundreds of thousands.
+        shown = exc.errors(include_url=False, include_input=False)[:MAX_FIELD_ERRORS]
+        raise InvalidJob([_field_error(e) for e in shown], exc.error_count() - len(shown)) from None
     return model.to_vtex()
 
 

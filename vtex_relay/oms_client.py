@@ -9,10 +9,11 @@ either returns VTEX's answer or raises an ``OmsError`` saying whether trying aga
 * any other status -> ``PermanentError`` carrying VTEX's message (at most 500 characters).
 
 Each call is made with its account's credentials (``Settings.credentials``), given as the
-request's own headers: one pooled client serves every account, and a call is never made with
-another account's key. No exception or log line this module produces contains a header value,
-and raised errors carry no chained exception (the httpx exception holds the request, and so the
-token). An account that is not configured raises ``UnknownAccount`` before anything is sent.
+request's own headers: one pooled client serves every account, keeps no cookie, and a call is
+never made with another account's key. No exception or log line this module produces contains
+a header value, and raised errors carry no chained exception (the httpx exception holds the
+request, and so the token). An account that is not configured raises ``UnknownAccount``
+before anything is sent.
 """
 
 import json
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, Self
 
@@ -57,6 +59,9 @@ class OmsClient:
             # it saves: httpcore checks every pooled connection on each request.
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
             follow_redirects=False,  # a redirect would resend the credentials elsewhere
+            # No cookie is kept: one pooled client serves every account, and a cookie VTEX (or
+            # a proxy) sets on one account's answer must not be sent on another's call.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             transport=transport,
         )
 

@@ -257,6 +257,27 @@ class Ordering:
         )
         return text(reply) == "ok"
 
+    def delivered_invoices(self, ref: OrderRef, but: str) -> dict[str, tuple[str, int]]:
+        """The order's invoices that the relay has delivered, but job *but*'s, from its ledger:
+        invoice number -> (type, value in cents). A job done or gone (its record expired
+        after delivery) counts; one waiting, dead or discarded does not. Two round trips,
+        made only for an invoice whose total is checked."""
+        ledger = self.client.hgetall(ref.key("invoices"))
+        entries = []
+        for number, entry in ledger.items():
+            job_id, _digest, kind, value = [*text(entry).split(" "), "", "", ""][:4]
+            if job_id != but and kind in ("Output", "Input") and value.isdigit():
+                entries.append((text(number), job_id, kind, int(value)))
+        pipe = self.client.pipeline(transaction=False)
+        for _number, job_id, _kind, _value in entries:
+            pipe.hget(ref.job_key(job_id), "state")
+        states = pipe.execute() if entries else []
+        return {
+            number: (kind, value)
+            for (number, _job, kind, value), state in zip(entries, states, strict=True)
+            if text(state or b"done") == "done"
+        }
+
     def sweep(self, lost_after: float, limit: int = 2000) -> "Swept":
         """Give their turn back to due retries and throttled jobs whose slot is near, recover
         expired leases, pump the accounts' lines that are due, and replace the messages of

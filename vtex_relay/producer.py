@@ -123,10 +123,12 @@ def build_job(
             invoice_number = _check(errors, "invoiceNumber", invoice_number, check_invoice_number)
     elif invoice_number is not None:
         errors.append(FieldError("invoiceNumber", "not used by an invoice job: it is in the body"))
+    not_listed = 0
     try:
         vtex_body = validate_body(kind, body)
     except InvalidJob as exc:
         errors.extend(exc.errors)
+        not_listed = exc.not_listed
     else:
         # Measured on what a worker will send; a body is stored in Redis about twice.
         size, limit = len(to_json(vtex_body)), settings.max_body_bytes
@@ -134,7 +136,7 @@ def build_job(
             message = f"is {size:,} bytes as JSON, more than MAX_BODY_BYTES ({limit:,})"
             errors.append(FieldError("body", message))
     if errors:
-        raise InvalidJob(errors)
+        raise InvalidJob(errors, not_listed)
     assert isinstance(account, str)  # no errors: it was checked
     if kind == "invoice":
         invoice_number = vtex_body["invoiceNumber"]

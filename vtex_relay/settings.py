@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     vtex_account_rates: Annotated[dict[Account, AccountSettings], NoDecode] = {}
     vtex_accounts_file: str | None = None  # a TOML file of [accounts.NAME] tables
     vtex_429_pause: float = Field(default=60.0, ge=0)
+    # The longest any pause lasts, whatever a Retry-After asks (`accounts resume` ends one).
+    vtex_429_pause_max: float = Field(default=900.0, gt=0)
     invoice_policy: InvoicePolicy = "single"
     verify_order_total: bool = True
     max_body_bytes: int = Field(default=1_048_576, gt=0)
@@ -86,6 +88,10 @@ class Settings(BaseSettings):
 
     # The HTTP intake (`vtex-relay serve`, vtex_relay/intake/).
     intake_host: str | None = None  # its own host name: {account}.INTAKE_HOST names an account
+    # More host names of its own (comma-separated or a JSON list): never read as an account.
+    intake_hosts: Annotated[list[str], NoDecode] = []
+    intake_account_connections: int = Field(default=20, ge=1)  # GET order calls per account
+    intake_max_inflight_bytes: int = Field(default=128 * 1_048_576, gt=0)  # all bodies at once
     intake_batch_max_bytes: int = Field(default=64 * 1_048_576, gt=0)  # a /relay/batch body
     intake_max_connections: int = Field(default=1_000, ge=1)
     intake_max_header_bytes: int = Field(default=8_190, ge=1_024)  # one header line
@@ -101,6 +107,16 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("intake_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            value = parse_json(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list):
+            return [str(name).strip().rstrip(".").lower() for name in value if str(name).strip()]
         return value
 
     @field_validator("vtex_app_key", "vtex_app_token", mode="before")
@@ -179,6 +195,11 @@ class Settings(BaseSettings):
         template = self.vtex_base_url or DEFAULT_BASE_URL
         return template.format(account=account, environment=self.vtex_environment)
 
+    def relay_hosts(self) -> frozenset[str]:
+        """The relay's own host names (``INTAKE_HOST``, ``INTAKE_HOSTS``), in lower case."""
+        own = [self.intake_host.rstrip(".").lower()] if self.intake_host else []
+        return frozenset([*own, *self.intake_hosts])
+
     def account(self, name: str) -> AccountSettings:
         """*name*'s own settings (all None when it has none)."""
         # Lower-cased again for jobs enqueued before accounts were normalised.
@@ -211,6 +232,12 @@ class Settings(BaseSettings):
         """*account*'s invoicing policy: ``single`` (one Output invoice per order) or
         ``partial`` (any number, each invoice number once)."""
         return self.account(account).invoice_policy or self.invoice_policy
+
+    def verifies_total(self, account: str) -> bool:
+        """Whether *account*'s invoices are checked against GET order's total before the POST
+        (``verifyOrderTotal`` in ``VTEX_ACCOUNTS``, else ``VERIFY_ORDER_TOTAL``)."""
+        own = self.account(account).verify_order_total
+        return self.verify_order_total if own is None else own
 
     def rate_for(self, account: str) -> Rate:
         """The rate limit (requests per second; 0: none) and burst of *account*'s calls."""

@@ -5,26 +5,49 @@ order), and refunds a return (an Input invoice) only once the order is fully inv
 posted invoice cannot be changed, so an invoice that would leave the order wrong is not sent:
 its job is dead-lettered at once with both figures, for an operator to fix and enqueue again,
 or discard. ``VERIFY_ORDER_TOTAL=false`` turns the check off.
+
+What is already invoiced counts every invoice VTEX shows and every one the relay itself has
+delivered for the order (its ledger), each invoice number once: VTEX's GET may lag its POST by
+seconds, and partial invoices sent in that gap must still add up. A total that cannot be read
+as a whole number of cents is no reason to send: the try is retried (VTEX may answer better)
+and the job ends dead, "cannot verify the order total", never POSTed on a guess.
 """
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from vtex_relay.errors import RetryableError
 from vtex_relay.models import InvoicePolicy
 
+# Invoices by number: (type, "Output" or "Input"; value in cents).
+Invoices = Mapping[str, tuple[str, int]]
 
-def total_problem(order: dict[str, Any], body: dict[str, Any], policy: InvoicePolicy) -> str | None:
+
+def total_problem(
+    order: dict[str, Any],
+    body: dict[str, Any],
+    policy: InvoicePolicy,
+    posted: Invoices | None = None,
+) -> str | None:
     """Why POSTing invoice *body* would leave *order* wrong under *policy*, or None.
 
-    An order without a numeric total, or an invoice value that is not a number, is not judged.
-    The invoice's own number, if VTEX shows it already (an earlier try landed), is not counted
-    twice.
+    *posted*: the order's invoices the relay has delivered (its ledger). The invoice's own
+    number, if VTEX shows it already (an earlier try landed), is not counted twice. Raises
+    ``RetryableError`` ("cannot verify the order total") when the order's total or the
+    invoice's value is not a whole number of cents.
     """
     total, value = order.get("value"), str(body.get("invoiceValue", ""))
-    if not isinstance(total, int) or isinstance(total, bool) or not value.isdigit():
-        return None
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        what = type(total).__name__ if total is not None else "missing"
+        raise RetryableError(
+            f"cannot verify the order total: GET order's value is {what}, not a whole "
+            "number of cents (VERIFY_ORDER_TOTAL)"
+        )
+    if not value.isdigit():
+        raise RetryableError("cannot verify the order total: the invoice's value is not cents")
     amount = int(value)
-    outputs, inputs = _shown(order, body.get("invoiceNumber"))
+    outputs, inputs = _sums({**(posted or {}), **shown(order)}, body.get("invoiceNumber"))
     if body.get("type") == "Input":
         if outputs < total:
             return (
@@ -44,7 +67,7 @@ def total_problem(order: dict[str, Any], body: dict[str, Any], policy: InvoicePo
 def order_view(order: dict[str, Any]) -> dict[str, Any]:
     """What an operator needs of a GET order: its status, total, invoiced and returned sums,
     and when it was read (``vtex-relay order`` shows it)."""
-    outputs, inputs = _shown(order, None)
+    outputs, inputs = _sums(shown(order), None)
     return {
         "status": order.get("status"),
         "value": order.get("value"),
@@ -54,13 +77,22 @@ def order_view(order: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _shown(order: dict[str, Any], number: object) -> tuple[int, int]:
-    """The Output and Input invoices VTEX shows on *order*, in cents, but invoice *number*."""
-    sums = {"Output": 0, "Input": 0}
+def shown(order: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """The invoices VTEX shows on *order*, by number (those with a type and a value in cents)."""
+    found: dict[str, tuple[str, int]] = {}
     for package in (order.get("packageAttachment") or {}).get("packages") or []:
-        if not isinstance(package, dict) or package.get("invoiceNumber") == number:
+        if not isinstance(package, dict):
             continue
-        value = str(package.get("invoiceValue", ""))
-        if package.get("type") in sums and value.isdigit():
-            sums[package["type"]] += int(value)
+        value, kind = str(package.get("invoiceValue", "")), package.get("type")
+        if kind in ("Output", "Input") and value.isdigit():
+            found[str(package.get("invoiceNumber"))] = (kind, int(value))
+    return found
+
+
+def _sums(invoices: Invoices, number: object) -> tuple[int, int]:
+    """The Output and Input sums of *invoices*, in cents, but invoice *number*."""
+    sums = {"Output": 0, "Input": 0}
+    for key, (kind, value) in invoices.items():
+        if key != number:
+            sums[kind] += value
     return sums["Output"], sums["Input"]

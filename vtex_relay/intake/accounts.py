@@ -1,10 +1,15 @@
 """Which account a request is for, taken as VTEX clients send it.
 
 In order: a path prefix ``/{account}/api/oms/...`` (the form of VTEX's
-``https://api.vtex.com/{account}/`` base URL), the ``an`` query parameter, the host name
-(``{account}.{environment}.com.br``, or ``{account}.`` followed by ``INTAKE_HOST``), else
+``https://api.vtex.com/{account}/`` base URL), the ``an`` query parameter, the host name, else
 ``VTEX_ACCOUNT``. Two sources that name different accounts are refused: a request must not
 be enqueued for an account its client did not mean.
+
+A host name names an account in two forms only: VTEX's own, ``{account}.{environment}.com.br``
+where the environment is VTEX's (``vtexcommercestable``, ``vtexcommercebeta``, ... or
+``VTEX_ENVIRONMENT``), and ``{account}.`` followed by one of the relay's own host names
+(``INTAKE_HOST``, ``INTAKE_HOSTS``). The relay's own host name never names one, whatever it
+looks like: ``relay.lojaexemplo.com.br`` is the relay, not an account ``relay``.
 """
 
 import re
@@ -15,7 +20,7 @@ from vtex_relay.intake.answers import Refusal, invalid
 from vtex_relay.settings import Settings
 
 # VTEX's own host names: {account}.vtexcommercestable.com.br, {account}.vtexcommercebeta...
-_VTEX_HOST = re.compile(r"([^.]+)\.[^.]+\.com\.br", re.IGNORECASE)
+_VTEX_HOST = re.compile(r"([^.]+)\.([^.]+)\.com\.br")
 
 
 def account_of(
@@ -60,9 +65,16 @@ def _from_host(settings: Settings, host: str | None) -> str | None:
         return None
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     name = name.rstrip(".").lower()
-    own = (settings.intake_host or "").rstrip(".").lower()
-    if own and name.endswith("." + own):
-        label = name[: -len(own) - 1]
-        return label if "." not in label else None
+    own = settings.relay_hosts()
+    if name in own:
+        return None
+    for relay in own:
+        if name.endswith("." + relay):
+            label = name[: -len(relay) - 1]
+            return label if "." not in label else None
     found = _VTEX_HOST.fullmatch(name)
-    return found.group(1) if found else None
+    if found is None:
+        return None
+    environment = found.group(2)
+    vtex = environment.startswith("vtexcommerce") or environment == settings.vtex_environment
+    return found.group(1) if vtex else None

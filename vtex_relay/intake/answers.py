@@ -12,16 +12,14 @@ from typing import Any
 from aiohttp import web
 from pydantic_core import to_json
 
-from vtex_relay.errors import FieldError
-
-JSON = "application/json; charset=utf-8"
+from vtex_relay.errors import MAX_FIELD_ERRORS, FieldError
 
 
 class Refusal(Exception):
     """A request refused with *status* and a message in VTEX's error shape (nothing enqueued).
 
     ``fields`` lists each bad field (``{"field", "message"}``) for a 400, so a client can
-    show every one of them, not only the first.
+    show them all, not only the first; ``not_listed`` counts those beyond ``MAX_FIELD_ERRORS``.
     """
 
     def __init__(
@@ -31,17 +29,25 @@ class Refusal(Exception):
         *,
         fields: Sequence[FieldError] = (),
         headers: Mapping[str, str] | None = None,
+        not_listed: int = 0,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.fields = list(fields)
         self.headers = dict(headers or {})
+        self.not_listed = not_listed
+
+    def __reduce__(self) -> tuple[type["Refusal"], tuple[int, str], dict[str, Any]]:
+        # Raised in the process that checks large bodies (intake.writes), and pickled back.
+        return (Refusal, (self.status, self.message), self.__dict__)
 
     def response(self) -> web.Response:
         error: dict[str, Any] = {"code": "1", "message": self.message, "exception": None}
         if self.fields:
             error["fields"] = [{"field": f.location, "message": f.message} for f in self.fields]
+        if self.not_listed:
+            error["fieldsNotListed"] = self.not_listed
         return json_response({"error": error}, self.status, self.headers)
 
 
@@ -54,7 +60,14 @@ def json_response(
     )
 
 
-def invalid(errors: Sequence[FieldError]) -> Refusal:
-    """400 naming every bad field, in one message too (for clients that show only that)."""
-    listed = "; ".join(str(error) for error in errors)
-    return Refusal(400, f"Invalid request: {listed}; nothing was enqueued", fields=errors)
+def invalid(errors: Sequence[FieldError], not_listed: int = 0) -> Refusal:
+    """400 naming the bad fields, in one message too (for clients that show only that): the
+    first ``MAX_FIELD_ERRORS`` of them, and how many more there were (*not_listed* and those
+    cut here), so that the answer to a body of thousands of bad items stays small."""
+    shown = errors[:MAX_FIELD_ERRORS]
+    listed = "; ".join(str(error) for error in shown)
+    more = not_listed + len(errors) - len(shown)
+    if more:
+        listed += f"; and {more:,} more bad field(s), not listed"
+    message = f"Invalid request: {listed}; nothing was enqueued"
+    return Refusal(400, message, fields=shown, not_listed=more)

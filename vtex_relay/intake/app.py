@@ -6,16 +6,16 @@ becomes an answer in VTEX's error shape; nothing a client sends can end the proc
 a request target or header line of at most ``INTAKE_MAX_HEADER_BYTES`` (aiohttp checks the
 target, and a header's name and value each; ``check_header_lines`` the whole line), 128
 headers, a body of ``input_limit()`` (4 times ``MAX_BODY_BYTES``, as the CLI reads) or
-``INTAKE_BATCH_MAX_BYTES`` read within ``INTAKE_READ_TIMEOUT``, idle connections (and ones
-that send no whole request) closed after ``INTAKE_KEEPALIVE_TIMEOUT``, and at most
-``INTAKE_MAX_CONNECTIONS`` open connections (more are closed as they open).
+``INTAKE_BATCH_MAX_BYTES`` read within ``INTAKE_READ_TIMEOUT``, all bodies in flight holding
+at most ``INTAKE_MAX_INFLIGHT_BYTES`` together, idle connections (and ones that send no whole
+request) closed after ``INTAKE_KEEPALIVE_TIMEOUT``, and at most ``INTAKE_MAX_CONNECTIONS``
+open connections (more are closed as they open).
 """
 
 import asyncio
 import logging
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -25,10 +25,10 @@ from vtex_relay.intake import openapi, paths, relay
 from vtex_relay.intake.accounts import account_of
 from vtex_relay.intake.answers import Refusal, invalid, json_response
 from vtex_relay.intake.auth import authenticate
-from vtex_relay.intake.body import parse, read_body
+from vtex_relay.intake.body import Bodies, Held, parse, read_body
 from vtex_relay.intake.coalescer import Coalescer
-from vtex_relay.intake.passthrough import get_order
-from vtex_relay.intake.writes import write
+from vtex_relay.intake.passthrough import Passthrough
+from vtex_relay.intake.writes import checker, write
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings
 
@@ -38,31 +38,36 @@ BATCH_TYPES = ("application/x-ndjson", "application/jsonl", "application/json", 
 
 class Intake:
     """The dispatcher and what it holds: settings, the enqueue coalescer, the Redis-read
-    thread, and the HTTP session for GET order. ``start`` and ``close`` on the event loop."""
+    threads, the processes that check large bodies, the bytes bodies hold, and the GET order
+    passthrough. ``start`` and ``close`` on the event loop."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.queue = Coalescer()
         self.reads = relay.Reads()
-        self.session: aiohttp.ClientSession | None = None
+        self.checker = checker()
+        self.bodies = Bodies(settings.intake_max_inflight_bytes, settings.intake_retry_after)
+        self.passthrough: Passthrough | None = None
         self.redact = Redactor(settings.tokens())
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession()
+        self.passthrough = Passthrough(self.settings)
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
+        if self.passthrough is not None:
+            await self.passthrough.close()
         self.queue.close()
         self.reads.close()
+        self.checker.shutdown(wait=True, cancel_futures=True)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        held = self.bodies.hold()
         try:
-            return await self._route(request)
+            return await self._route(request, held)
         except Refusal as refusal:
             return refusal.response()
         except InvalidJob as exc:
-            return invalid(exc.errors).response()
+            return invalid(exc.errors, exc.not_listed).response()
         except InvoiceConflict as exc:
             return Refusal(409, f"{exc}; nothing was enqueued").response()
         except (QueueUnavailable, RedisError) as exc:
@@ -74,6 +79,8 @@ class Intake:
         except Exception:  # a bug must cost one request, not the process
             log.exception("request %s failed", request.method)
             return Refusal(500, "Internal error of the relay (see its log)").response()
+        finally:
+            held.release()
 
     def unavailable(self) -> Refusal:
         seconds = self.settings.intake_retry_after
@@ -84,7 +91,7 @@ class Intake:
             headers={"Retry-After": str(seconds)},
         )
 
-    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _route(self, request: web.BaseRequest, held: Held) -> web.StreamResponse:
         check_header_lines(request, self.settings.intake_max_header_bytes)
         route = paths.route(request.method, request.raw_path)
         if route.name == "health":
@@ -96,12 +103,12 @@ class Intake:
         account = account_of(settings, route.path_account, an, request.headers.get("Host"))
         authenticate(settings, account, request.headers)
         if route.name in ("invoice", "tracking-number", "tracking"):
-            return await write(request, route, account, settings, self.queue)
+            return await write(request, route, account, settings, self.queue, held, self.checker)
         if route.name == "get-order":
-            assert self.session is not None
-            return await get_order(self.session, settings, account, route.params["orderId"])
+            assert self.passthrough is not None
+            return await self.passthrough.get_order(account, route.params["orderId"])
         if route.name == "batch":
-            return await self._batch(request, account)
+            return await self._batch(request, account, held)
         if route.name == "relay-order":
             view = await self.reads.run(relay.order_view, account, route.params["orderId"])
             return json_response(view)
@@ -110,14 +117,15 @@ class Intake:
             await self.reads.run(relay.job_view, account, route.params["jobId"], order_id)
         )
 
-    async def _batch(self, request: web.BaseRequest, account: str) -> web.Response:
+    async def _batch(self, request: web.BaseRequest, account: str, held: Held) -> web.Response:
         if request.content_type not in BATCH_TYPES:
             shown = request.content_type[:100]
             raise Refusal(400, f"Content-Type must be application/x-ndjson, not {shown}")
         limit, timeout = self.settings.intake_batch_max_bytes, self.settings.intake_read_timeout
-        raw = await read_body(request, limit, timeout)
+        raw = await read_body(request, limit, timeout, held)
         if request.content_type == "application/json" and raw.lstrip().startswith(b"["):
-            parse(raw)  # a JSON array is not JSON lines: say so rather than "line 1: ..."
+            # An array is not JSON lines: say so, not "line 1: ..." (parsed in a thread).
+            await self.reads.run(parse, raw)
             raise Refusal(400, "A batch is JSON lines, one job object per line, not an array")
         jobs = await self.reads.run(relay.batch, raw, account, self.settings)
         return json_response({"jobs": jobs})

@@ -5,9 +5,13 @@ works unchanged and nobody without them can enqueue for the account. Alternative
 may be the account's intake key (``intakeKey`` in ``VTEX_ACCOUNTS``), for an ERP that must not
 hold the VTEX token: it then sends the app key with the intake key in place of the token.
 Comparisons are constant-time (``hmac.compare_digest``) and every candidate is compared, so the
-time taken does not say which part was wrong. No header value ever goes into an answer or a log.
+time taken does not say which part was wrong. Every authentication failure gets the same 401
+text, an account the relay does not serve included (so nobody can list the accounts it
+serves by trying names); the reason goes to the log only. No header value ever goes into an
+answer or a log.
 """
 
+import logging
 from hmac import compare_digest
 
 from multidict import CIMultiDictProxy
@@ -21,6 +25,7 @@ TOKEN_HEADER = "X-VTEX-API-AppToken"  # noqa: S105 (a header name, not a secret)
 UNAUTHORISED = (
     "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken must be the account's credentials"
 )
+log = logging.getLogger("vtex_relay.intake")
 
 
 def intake_key(settings: Settings, account: str) -> str | None:
@@ -36,8 +41,9 @@ def authenticate(settings: Settings, account: str, headers: CIMultiDictProxy[str
         credentials = settings.credentials(account)
     except UnknownAccount:
         # 401, as VTEX answers a key pair that is not the account's: the caller cannot be
-        # authorised for an account the relay does not serve.
-        raise Refusal(401, f"Unauthorized: account {account} is not served by this relay") from None
+        # authorised for an account the relay does not serve. The same text as a wrong pair.
+        log.warning("401: account %s is not served by this relay", account)
+        raise Refusal(401, UNAUTHORISED) from None
     except ConfigurationError:
         raise Refusal(503, "The relay has no VTEX credentials configured") from None
     key = headers.get(KEY_HEADER, "").encode("utf-8", "replace")
@@ -51,4 +57,6 @@ def authenticate(settings: Settings, account: str, headers: CIMultiDictProxy[str
     for candidate in tokens:
         token_ok |= compare_digest(token, candidate.encode())
     if not (key_ok and token_ok and key and token):
+        missing = "missing" if not (key and token) else "not the account's"
+        log.warning("401: account %s: the app key or token is %s", account, missing)
         raise Refusal(401, UNAUTHORISED)

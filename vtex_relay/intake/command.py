@@ -24,10 +24,10 @@ from vtex_relay.settings import Settings, get_settings
 def serve(host: str, port: int) -> None:
     """Accept VTEX's invoice and tracking calls over HTTP and enqueue them (see README)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    with clean_errors():
+    with clean_errors():  # a bad setting, or a token file that cannot be read: one line, exit 2
         settings = get_settings()
-    # The second line of defence: no code logs a token, and this cuts out any that slips in.
-    redaction.install(redaction.Redactor(settings.tokens()), [logging.getLogger()])
+        # The second line of defence: no code logs a token, and this cuts out any that slips in.
+        redaction.install(redaction.Redactor(settings.tokens()), [logging.getLogger()])
     _install_uvloop()
     asyncio.run(_main(settings, host, port))
 

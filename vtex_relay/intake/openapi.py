@@ -40,7 +40,7 @@ def _param(name: str, where: str = "path", description: str = "") -> dict[str, A
 AN = _param("an", "query", "the account, when neither the host name nor a path prefix names it")
 REFUSALS = {
     "400": _error("a bad body, path or account; names every bad field; nothing enqueued"),
-    "401": _error("not the account's X-VTEX-API-AppKey/AppToken (or an account not served)"),
+    "401": _error("not the account's X-VTEX-API-AppKey/AppToken, or an account not served"),
     "503": _error("Redis unreachable: try again after Retry-After (the same request is safe)"),
 }
 
@@ -102,6 +102,10 @@ def document() -> dict[str, Any]:
                     "code": {"type": "string"},
                     "message": {"type": "string"},
                     "exception": {"type": "null"},
+                    "fieldsNotListed": {
+                        "type": "integer",
+                        "description": "bad fields beyond the first 100, not listed",
+                    },
                     "fields": {
                         "type": "array",
                         "items": {

@@ -51,13 +51,14 @@ def batch(raw: bytes, account: str, settings: Settings) -> list[dict[str, Any]]:
     """Enqueue every line of *raw*, or none: ``Refusal`` 400 naming each bad line (409 for a
     race with another producer; 503 if Redis went away part-way)."""
     bad: list[FieldError] = []
-    count = 0
+    count = hidden = 0
 
     def on_error(number: int, exc: InvalidJob) -> None:
-        nonlocal count
+        nonlocal count, hidden
         count += 1
         if len(bad) < MAX_REPORTED:
             bad.extend(FieldError(f"line {number}: {e.location}", e.message) for e in exc.errors)
+            hidden += exc.not_listed
 
     spool = io.StringIO()
     lines = _lines(raw, account, settings.vtex_account)
@@ -72,7 +73,7 @@ def batch(raw: bytes, account: str, settings: Settings) -> list[dict[str, Any]]:
         for number, reason in update_refusals(good):
             on_error(number, InvalidJob([FieldError("invoiceNumber", reason)]))
     if count:
-        raise invalid(bad)
+        raise invalid(bad, hidden)
     jobs = [Job.model_validate_json(text) for text in spool.getvalue().splitlines()]
     results = enqueue_many(jobs)
     summaries = [summary(job, result) for job, result in zip(jobs, results, strict=True)]

@@ -6,17 +6,26 @@ the Python API holds. VTEX's answer shape is kept: ``{"date", "orderId", "receip
 the receipt is the relay's job id (also in ``X-Relay-Job-Id``). An identical request again is
 answered the same way with the first job's id: an ERP that retries after its own time-out gets
 its job, not a second one.
+
+A large body is parsed and validated in another process (``checker``): pydantic's validator
+holds the interpreter's lock for the whole of a call, so in a thread a body of thousands of
+bad items would still stop the event loop, and every other request with it, for a second.
 """
 
+import asyncio
+import multiprocessing
+import signal
+from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from vtex_relay.errors import InvalidJob
 from vtex_relay.intake.answers import Refusal, invalid, json_response
-from vtex_relay.intake.body import check_json_type, parse, read_body
+from vtex_relay.intake.body import Held, check_json_type, parse, read_body
 from vtex_relay.intake.coalescer import Coalescer
 from vtex_relay.intake.paths import Route
+from vtex_relay.jobs import Job
 from vtex_relay.models import Kind
 from vtex_relay.producer import accepted, build_job
 from vtex_relay.settings import Settings
@@ -27,14 +36,49 @@ KINDS: dict[str, Kind] = {
     "tracking-number": "tracking-number",
     "tracking": "tracking",
 }
+ELSEWHERE_BYTES = 65_536  # a body larger than this is checked in the checker process
 
 
 async def write(
-    request: web.BaseRequest, route: Route, account: str, settings: Settings, queue: Coalescer
+    request: web.BaseRequest,
+    route: Route,
+    account: str,
+    settings: Settings,
+    queue: Coalescer,
+    held: Held,
+    checker: Executor,
 ) -> web.Response:
     """Enqueue the write *route* names; the caller has authenticated *account*."""
     check_json_type(request)
-    raw = await read_body(request, settings.input_limit(), settings.intake_read_timeout)
+    raw = await read_body(request, settings.input_limit(), settings.intake_read_timeout, held)
+    if len(raw) > ELSEWHERE_BYTES:
+        loop = asyncio.get_running_loop()
+        job = await loop.run_in_executor(checker, _job, raw, route, account)
+    else:
+        job = _job(raw, route, account)
+    result = accepted(job, await queue.enqueue(job))
+    answer = {
+        "date": datetime.now(UTC).isoformat(),
+        "orderId": job.order_id,
+        "receipt": result.job_id,
+    }
+    return json_response(answer, headers={JOB_ID_HEADER: result.job_id})
+
+
+def checker() -> Executor:
+    """The processes that check large bodies: started on first use, and deaf to Ctrl-C (the
+    intake stops them)."""
+    return ProcessPoolExecutor(
+        max_workers=2, mp_context=multiprocessing.get_context("spawn"), initializer=_deaf
+    )
+
+
+def _deaf() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _job(raw: bytes, route: Route, account: str) -> Job:
+    """The job a write's body makes; ``Refusal`` 400 (or 413) saying what is wrong with it."""
     body = parse(raw)
     kind = KINDS[route.name]
     try:
@@ -50,11 +94,5 @@ async def write(
         # size of the request; any other bad field, a 400 naming them all.
         if any(e.location == "body" and "MAX_BODY_BYTES" in e.message for e in exc.errors):
             raise Refusal(413, f"{exc}; nothing was enqueued", fields=exc.errors) from None
-        raise invalid(exc.errors) from None
-    result = accepted(job, await queue.enqueue(job))
-    answer = {
-        "date": datetime.now(UTC).isoformat(),
-        "orderId": job.order_id,
-        "receipt": result.job_id,
-    }
-    return json_response(answer, headers={JOB_ID_HEADER: result.job_id})
+        raise invalid(exc.errors, exc.not_listed) from None
+    return job

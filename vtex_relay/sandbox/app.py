@@ -1,6 +1,7 @@
 """The aiohttp application: the four OMS routes, the request log and the control API.
 
-Order of checks for an OMS request: record it in the log, wait ``latency_ms``, check the
+Order of checks for an OMS request: record it in the log, wait ``latency_ms`` (or the
+account's ``account_latency_ms``), check the
 credentials (401), then the random fault (429 / 503 / time-out 504), then the body
 (400), then ``fail_orders``, then apply; apply-then-drop and apply-then-stall act after
 applying. Control routes (``/_sandbox/...``) have no auth, no faults and are not logged.
@@ -58,7 +59,7 @@ class SandboxConfig:
 class _Seed(BaseModel):
     orderId: str  # the JSON field name
     account: str = ""
-    value: int | None = None
+    value: Any = None
     status: str = "handling"
     items: list[dict[str, Any]] = []
 
@@ -109,10 +110,12 @@ def _oms_handler(kind: BodyKind | None) -> Handler:
         path = request.path[len(account) + 1 :] if account else request.path
         entry = sb.log.record(request.method, path, account, order_id, invoice_number, body)
         entry["appKey"] = request.headers.get(KEY_HEADER)  # the key only: never the token
+        entry["cookie"] = request.headers.get("Cookie")  # a client must send none (set_cookies)
         decision = decide(sb.faults, sb.rng, order_id, write=kind is not None)
         entry["fault"] = decision.fault.value
-        if sb.faults.latency_ms:
-            await asyncio.sleep(sb.faults.latency_ms / 1000)
+        latency = sb.faults.account_latency_ms.get(account, sb.faults.latency_ms)
+        if latency:
+            await asyncio.sleep(latency / 1000)
         response = _refusal(request, sb, kind, body, decision)
         if response is None and decision.fault is Fault.TIMEOUT:
             sb.log.finish(entry, "stalled")
@@ -139,9 +142,37 @@ def _oms_handler(kind: BodyKind | None) -> Handler:
             await asyncio.sleep(sb.faults.stall_seconds)
         else:
             sb.log.finish(entry, 200)
+        if kind is None and sb.faults.order_writes > 1:
+            return await _in_pieces(request, sb.faults, result)
         return web.json_response(result)
 
     return handle
+
+
+async def _in_pieces(request: web.Request, faults: Faults, result: Any) -> web.StreamResponse:
+    """*result* as JSON in ``order_writes`` writes, ``order_write_gap_ms`` apart: a client
+    that reads what has arrived rather than the whole body gets a part of it."""
+    body = json.dumps(result).encode()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(body)
+    await response.prepare(request)
+    size = -(-len(body) // faults.order_writes)
+    for start in range(0, len(body), size):
+        if start:
+            await asyncio.sleep(faults.order_write_gap_ms / 1000)
+        await response.write(body[start : start + size])
+    await response.write_eof()
+    return response
+
+
+async def _set_cookie(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """``set_cookies``: every OMS answer sets a cookie naming its account, as a load
+    balancer's session cookie would; a client that keeps a jar sends it on the next call."""
+    sb = request.app[SANDBOX] if isinstance(request, web.Request) else None
+    if sb is None or not sb.faults.set_cookies or request.path.startswith("/_sandbox/"):
+        return
+    account = request.match_info.get("account", "") if isinstance(request, web.Request) else ""
+    response.headers.add("Set-Cookie", f"vtex_session={account or 'none'}; Path=/")
 
 
 def _refusal(
@@ -196,7 +227,7 @@ def _apply(
         return sb.orders.patch_tracking_number(order, match["invoiceNumber"], body)
     if kind == "tracking":
         return sb.orders.put_tracking(order, match["invoiceNumber"], body)
-    return order.to_vtex()
+    return order.to_vtex(hide_newer_than=sb.faults.invoice_lag_seconds)
 
 
 async def _unknown(request: web.Request) -> web.StreamResponse:
@@ -250,7 +281,8 @@ async def _seed(request: web.Request) -> web.StreamResponse:
         seed = _Seed.model_validate(await request.json())
     except (ValueError, ValidationError) as exc:
         return _error(400, f"invalid order: {exc}")
-    value = sb.config.order_total if seed.value is None else seed.value
+    # Any JSON value may be given, to stand for a VTEX order whose total cannot be read.
+    value = seed.value if "value" in seed.model_fields_set else sb.config.order_total
     order = sb.orders.seed(
         seed.account, seed.orderId, value=value, status=seed.status, items=seed.items
     )
@@ -279,6 +311,7 @@ def build_app(config: SandboxConfig) -> web.Application:
     """The sandbox as an aiohttp application (fresh state per call)."""
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[SANDBOX] = _Sandbox(config)
+    app.on_response_prepare.append(_set_cookie)
     add = app.router.add_route
     add("GET", "/_sandbox/health", _health)
     add("GET", "/_sandbox/requests", _requests)

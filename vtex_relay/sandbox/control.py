@@ -19,7 +19,8 @@ class RecordedRequest:
     ``status`` is the status answered, or "dropped"/"stalled". ``body`` is the parsed JSON
     body, or the raw text when it was not JSON. Times are Unix seconds; ``applied_at`` is
     ``None`` when the request changed nothing. ``fault`` names the injected fault, if any.
-    ``app_key`` is the ``X-VTEX-API-AppKey`` it carried (its token is never logged).
+    ``app_key`` is the ``X-VTEX-API-AppKey`` it carried (its token is never logged);
+    ``cookie``, its ``Cookie`` header (none, from a client that keeps no cookie jar).
     """
 
     seq: int
@@ -34,6 +35,7 @@ class RecordedRequest:
     received_at: float
     applied_at: float | None
     app_key: str | None = None
+    cookie: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RecordedRequest:
@@ -51,6 +53,7 @@ class RecordedRequest:
             received_at=data["receivedAt"],
             applied_at=data["appliedAt"],
             app_key=data.get("appKey"),
+            cookie=data.get("cookie"),
         )
 
 
@@ -119,10 +122,23 @@ class SandboxControl:
         return result
 
     def seed_order(
-        self, order_id: str, *, value: int, account: str | None = None, status: str = "handling"
+        self,
+        order_id: str,
+        *,
+        value: Any,
+        account: str | None = None,
+        status: str = "handling",
+        items: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Create or replace an order; returns it as ``order()`` does."""
-        body = {"orderId": order_id, "account": account or "", "value": value, "status": status}
+        """Create or replace an order; returns it as ``order()`` does. *value* is VTEX's
+        integer of cents, or any JSON value to stand for a total that cannot be read."""
+        body = {
+            "orderId": order_id,
+            "account": account or "",
+            "value": value,
+            "status": status,
+            "items": items or [],
+        }
         result: dict[str, Any] = self._call("POST", "/orders", json=body)
         return result
 

@@ -37,6 +37,20 @@ class Faults(BaseModel):
     fail_orders: dict[str, int] = Field(
         default_factory=dict, description="orderId -> HTTP status answered to every write"
     )
+    # VTEX as a hostile week met it: each is deterministic, and off by default.
+    account_latency_ms: dict[str, float] = Field(
+        default_factory=dict, description="account -> latency added to its requests instead"
+    )
+    invoice_lag_seconds: float = Field(
+        default=0.0, ge=0.0, description="GET order shows a new invoice only this much later"
+    )
+    order_writes: int = Field(
+        default=1, ge=1, le=100, description="GET order's body is sent in this many writes"
+    )
+    order_write_gap_ms: float = Field(default=50.0, ge=0.0, description="between those writes")
+    set_cookies: bool = Field(
+        default=False, description="every OMS answer sets a cookie naming its account"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Faults:
