@@ -20,6 +20,17 @@ ensure_venv() {
   fi
 }
 
+# promtool and a Prometheus server, for the tests of the metrics and the alert rules.
+ensure_prometheus() {
+  command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && return 0
+  echo "==> prometheus (promtool) is missing: installing it with apt-get"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus \
+    >/dev/null || echo "==> could not install prometheus: its tests will say so and skip"
+}
+
 ensure_redis_server() {
   command -v redis-server >/dev/null 2>&1 && return 0
   echo "==> redis-server is missing: installing it with apt-get"

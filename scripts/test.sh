@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 ensure_venv
 ensure_redis_server
+[ "${1:-}" = "--lint-only" ] || ensure_prometheus
 
 echo "==> ruff"
 .venv/bin/ruff check .

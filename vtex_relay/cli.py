@@ -31,6 +31,7 @@ from vtex_relay.errors import (
 )
 from vtex_relay.jobs import Job
 from vtex_relay.models import Kind, parse_json
+from vtex_relay.observe_cli import health, metrics
 from vtex_relay.operator_cli import dlq, order
 from vtex_relay.ordering import Enqueued
 from vtex_relay.producer import (
@@ -247,6 +248,8 @@ def _refusal(result: Enqueued) -> str:
 cli.add_command(dlq)
 cli.add_command(order)
 cli.add_command(accounts)
+cli.add_command(health)
+cli.add_command(metrics)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -36,6 +36,7 @@ from vtex_relay.backoff import retry_delay
 from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError, UnknownAccount
 from vtex_relay.jobs import Attempt, Job, Outcome
 from vtex_relay.keys import OrderRef
+from vtex_relay.metrics import Tally
 from vtex_relay.models import Receipt
 from vtex_relay.oms_client import OmsClient
 from vtex_relay.ordering import Claim, Decision, Ordering
@@ -64,6 +65,7 @@ class Try:
     delay: float = 0.0
     pause_account: float = 0.0
     seen: str = ""  # the order as the try's GET read it (totals.order_view, JSON), if one did
+    tally: Tally = field(default_factory=Tally)  # what it did, for the metrics
 
 
 # How ``run`` ended: a try recorded (done, retry, dead), or no try recorded: the account must
@@ -143,6 +145,10 @@ def run(
         retention_seconds=int(settings.job_retention_days * 86400),
         pause_account=tried.pause_account,
         seen=tried.seen,
+        kind=job.kind,
+        result=tried.tally.result,
+        reconciled=tried.tally.reconciled,
+        durations=tried.tally.encoded(),
     )
     if not kept:
         logger.warning(
@@ -194,18 +200,25 @@ def decide(
         attempt = Attempt(at=now, outcome="permanent", message=message, worker=worker)
         return Try(attempt, "dead")
     seen = ""  # a GET may be followed by a failing call: every Try carries what it read
+    tally = Tally()
     try:
         # One GET order serves both the reconciliation and, for an invoice, the total check.
         checked = job.kind == "invoice" and settings.verifies_total(job.account)
         order = None
         if claim.uncertain or checked:
-            order = client.get_order(job.account, job.order_id, send_by=send_by)
-            seen = json.dumps(order_view(order))
-        if claim.uncertain and order is not None and shows(order, job):
-            logger.info(
-                "%s: already at VTEX (an earlier try landed), not sent again", job.describe()
+            order = tally.timed(
+                "get-order", lambda: client.get_order(job.account, job.order_id, send_by=send_by)
             )
-            return Try(Attempt(at=now, outcome="reconciled", worker=worker), "done", seen=seen)
+            seen = json.dumps(order_view(order))
+        if claim.uncertain and order is not None:
+            found = shows(order, job)
+            tally.reconciled = "found" if found else "not-found"
+            if found:
+                logger.info(
+                    "%s: already at VTEX (an earlier try landed), not sent again", job.describe()
+                )
+                attempt = Attempt(at=now, outcome="reconciled", worker=worker)
+                return Try(attempt, "done", seen=seen, tally=tally)
         problem = (
             total_problem(order, job.body, settings.policy_for(job.account), posted)
             if (checked and order is not None)
@@ -217,8 +230,8 @@ def decide(
             )
             message = f"not sent: {problem} (VERIFY_ORDER_TOTAL)"
             attempt = Attempt(at=now, outcome="permanent", message=message, worker=worker)
-            return Try(attempt, "dead", seen=seen)
-        receipt = send(client, job, send_by)
+            return Try(attempt, "dead", seen=seen, tally=tally)
+        receipt = tally.timed(job.kind, lambda: send(client, job, send_by))
     except RetryableError as exc:
         attempt = _failed(now, "retryable", exc, worker, redact, maybe_applied=exc.maybe_applied)
         attempt = attempt.model_copy(update={"retry_after": exc.retry_after})
@@ -246,14 +259,15 @@ def decide(
         # longer than VTEX_429_PAUSE_MAX.
         asked = settings.vtex_429_pause if retry_after is None else retry_after
         pause = min(max(delay, asked), settings.vtex_429_pause_max) if exc.status == 429 else 0.0
-        return Try(attempt, decision, delay, pause, seen)
+        return Try(attempt, decision, delay, pause, seen, tally)
     except PermanentError as exc:
         logger.error("%s: refused by VTEX: %s", job.describe(), exc)
-        return Try(_failed(now, "permanent", exc, worker, redact), "dead", seen=seen)
+        attempt = _failed(now, "permanent", exc, worker, redact)
+        return Try(attempt, "dead", seen=seen, tally=tally)
     logger.info("%s: delivered, receipt %s", job.describe(), receipt.receipt)
     message = f"receipt {receipt.receipt}" if receipt.receipt else ""
     attempt = Attempt(at=now, outcome="delivered", message=message, worker=worker)
-    return Try(attempt, "done", seen=seen)
+    return Try(attempt, "done", seen=seen, tally=tally)
 
 
 def send(client: OmsClient, job: Job, send_by: float | None = None) -> Receipt:

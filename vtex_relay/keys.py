@@ -26,6 +26,13 @@ key                                    type     holds
 ``vr:account:ACCOUNT:limits``          string   its rate and burst, as the workers last had them
 ``vr:account:ACCOUNT:rate``            string   the account's token bucket (GCRA)
 ``vr:account:ACCOUNT:pause``           string   the account's 429 pause, until when
+``vr:account:ACCOUNT:heads``           zset     its orders with a live head, by the head's
+                                                enqueue time (the oldest job's age)
+``vr:account:ACCOUNT:stats``           hash     its counters: jobs enqueued and finished, tries,
+                                                reconciliations (``vtex_relay.metrics``)
+``vr:durations``                       hash     VTEX request durations: histogram buckets
+``vr:workers``                         zset     workers by their last heartbeat
+``vr:swept``                           string   when a sweep last ran
 =====================================  =======  ===============================================
 
 An order's keys share the hash tag ``{ACCOUNT:ORDER}`` (its *tag*). Python builds keys with the
@@ -49,6 +56,9 @@ DEAD = f"{PREFIX}:dead"
 DISCARDED = f"{PREFIX}:discarded"
 LINES = f"{PREFIX}:lines"
 ACCOUNTS = f"{PREFIX}:accounts"
+DURATIONS = f"{PREFIX}:durations"
+WORKERS = f"{PREFIX}:workers"
+SWEPT = f"{PREFIX}:swept"
 
 
 def order(tag: str, name: str) -> str:
@@ -73,7 +83,8 @@ def body(tag: str, job_id: str) -> str:
 
 
 def account(name: str, what: str) -> str:
-    """A key of account *name*: ``line``, ``out``, ``jobs``, ``limits``, ``rate`` or ``pause``."""
+    """A key of account *name*: ``line``, ``out``, ``jobs``, ``limits``, ``rate``, ``pause``,
+    ``heads`` or ``stats``."""
     return f"{PREFIX}:account:{name}:{what}"
 
 
@@ -126,7 +137,7 @@ def text(value: Any) -> str:
 
 LUA = f"""
 local READY, DISPATCHED, CLAIMED, LINES = "{READY}", "{DISPATCHED}", "{CLAIMED}", "{LINES}"
-local ACCOUNTS = "{ACCOUNTS}"
+local ACCOUNTS, DURATIONS, WORKERS, SWEPT = "{ACCOUNTS}", "{DURATIONS}", "{WORKERS}", "{SWEPT}"
 local function order_key(ref, name)
   return "{PREFIX}:{{" .. ref .. "}}:" .. name
 end

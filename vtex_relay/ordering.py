@@ -223,11 +223,17 @@ class Ordering:
         retention_seconds: int,
         pause_account: float = 0.0,
         seen: str = "",
+        kind: str = "",
+        result: str = "",
+        reconciled: str = "",
+        durations: str = "",
     ) -> bool:
         """Record *attempt* and apply *decision*; False if the lease was lost meanwhile.
 
         *pause_account* > 0 (a 429's Retry-After) makes every job of the account wait that long.
         *seen*: the order as the try's GET read it (JSON), kept on the order for operators.
+        *kind*, *result*, *reconciled* and *durations* are counted for the metrics
+        (``vtex_relay.metrics``; ``lua/finish.lua`` says their form).
         """
         reply = self._finish(
             keys=[
@@ -253,6 +259,10 @@ class Ordering:
                 pause_account,
                 seen,
                 self.window,
+                kind,
+                result,
+                reconciled,
+                durations,
             ],
         )
         return text(reply) == "ok"
@@ -278,13 +288,14 @@ class Ordering:
             if text(state or b"done") == "done"
         }
 
-    def sweep(self, lost_after: float, limit: int = 2000) -> "Swept":
+    def sweep(self, lost_after: float, limit: int = 2000, worker: str = "") -> "Swept":
         """Give their turn back to due retries and throttled jobs whose slot is near, recover
         expired leases, pump the accounts' lines that are due, and replace the messages of
-        jobs out for over *lost_after* seconds that are no longer in the queue."""
+        jobs out for over *lost_after* seconds that are no longer in the queue. Records that
+        a sweep ran and, if *worker* names one, that worker's heartbeat."""
         reply = self._sweep(
             keys=[DELAYED, LEASES, self.queue, READY, CLAIMED],
-            args=[limit, lost_after, self.window],
+            args=[limit, lost_after, self.window, worker],
         )
         next_due = float(text(reply[4]))
         retried, released, recovered, replaced = (int(n) for n in reply[:4])

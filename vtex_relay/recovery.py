@@ -25,12 +25,14 @@ _stop = threading.Event()
 MIN_WAIT = 0.01  # at most 100 sweeps a second, however many accounts are due
 
 
-def sweep_forever(interval: float, lost_after: float) -> None:
-    """Sweep until the worker shuts down; a Redis outage is logged and waited out."""
+def sweep_forever(interval: float, lost_after: float, worker: str = "", beat: float = 10) -> None:
+    """Sweep until the worker shuts down; a Redis outage is logged and waited out. Each sweep
+    records *worker*'s heartbeat (``vtex-relay health``, the metrics): at least every *beat*
+    seconds."""
     while not _stop.is_set():
-        wait = interval
+        wait = min(interval, beat)
         try:
-            swept = ordering().sweep(lost_after)
+            swept = ordering().sweep(lost_after, worker=worker)
         except RedisError as exc:
             log.warning("sweep failed, Redis unreachable (%s); trying again", exc)
         else:
@@ -54,10 +56,12 @@ def sweep_forever(interval: float, lost_after: float) -> None:
 
 
 @worker_ready.connect
-def _start(**_: Any) -> None:
+def _start(sender: Any = None, **_: Any) -> None:
     _stop.clear()
     settings = get_settings()
-    args = (settings.sweep_interval, settings.lease_seconds)
+    name = str(getattr(sender, "hostname", "") or "")  # the worker's node name, as Celery's
+    beat = settings.heartbeat_timeout / 3  # two missed beats are not yet a dead worker
+    args = (settings.sweep_interval, settings.lease_seconds, name, beat)
     threading.Thread(target=sweep_forever, args=args, name="vtex-relay-sweep", daemon=True).start()
 
 

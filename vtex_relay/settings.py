@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     retry_backoff_max: float = Field(default=300.0, gt=0)
     lease_seconds: float = Field(default=45.0, ge=1)
     sweep_interval: float = Field(default=0.25, gt=0, le=60)
+    # A worker whose sweep (its heartbeat) has not run for this long is not counted live.
+    heartbeat_timeout: float = Field(default=30.0, ge=1, le=600)
     job_retention_days: float = Field(default=30.0, gt=0)
     task_events: bool = False  # Flower turns events on while it watches
     vtex_rate_limit: float = Field(default=100.0, ge=0)

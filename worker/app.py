@@ -14,6 +14,7 @@ from config import Settings, get_settings
 from vtex_relay.errors import ConfigurationError
 from vtex_relay.messages import QUEUE
 from vtex_relay.redaction import Redactor, install
+from worker import flower_guard
 
 
 def create_app(settings: Settings) -> Celery:
@@ -105,3 +106,7 @@ def _check_credentials(**_: Any) -> None:
         get_settings().require_credentials()
     except ConfigurationError as exc:
         raise SystemExit(f"vtex-relay: {exc}") from None
+
+
+# `celery -A worker.app flower`: on 127.0.0.1 by default, never unauthenticated elsewhere.
+flower_guard.install()

@@ -14,9 +14,11 @@ open connections (more are closed as they open).
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from vtex_relay import connections
@@ -27,6 +29,7 @@ from vtex_relay.intake.answers import Refusal, invalid, json_response
 from vtex_relay.intake.auth import authenticate
 from vtex_relay.intake.body import Bodies, Held, parse, read_body
 from vtex_relay.intake.coalescer import Coalescer
+from vtex_relay.intake.metrics import IntakeMetrics
 from vtex_relay.intake.passthrough import Passthrough
 from vtex_relay.intake.writes import checker, write
 from vtex_relay.redaction import Redactor
@@ -49,6 +52,7 @@ class Intake:
         self.bodies = Bodies(settings.intake_max_inflight_bytes, settings.intake_retry_after)
         self.passthrough: Passthrough | None = None
         self.redact = Redactor(settings.tokens())
+        self.metrics = IntakeMetrics(settings)
 
     async def start(self) -> None:
         self.passthrough = Passthrough(self.settings)
@@ -61,9 +65,17 @@ class Intake:
         self.checker.shutdown(wait=True, cancel_futures=True)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        named: list[str] = []  # the route's name, once it is known
+        response = await self._answer(request, named)
+        route = named[0] if named else "none"
+        self.metrics.observe(route, response.status, time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: web.BaseRequest, named: list[str]) -> web.StreamResponse:
         held = self.bodies.hold()
         try:
-            return await self._route(request, held)
+            return await self._route(request, held, named)
         except Refusal as refusal:
             return refusal.response()
         except InvalidJob as exc:
@@ -91,11 +103,19 @@ class Intake:
             headers={"Retry-After": str(seconds)},
         )
 
-    async def _route(self, request: web.BaseRequest, held: Held) -> web.StreamResponse:
+    async def _route(
+        self, request: web.BaseRequest, held: Held, named: list[str]
+    ) -> web.StreamResponse:
         check_header_lines(request, self.settings.intake_max_header_bytes)
         route = paths.route(request.method, request.raw_path)
+        named.append(route.name)
         if route.name == "health":
-            return await self._health()
+            return json_response({"status": "ok"})  # liveness: the process answers
+        if route.name == "ready":
+            return await self._ready()
+        if route.name == "metrics":
+            text = await self.reads.run(self.metrics.scrape)
+            return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
         if route.name == "openapi":
             return json_response(openapi.document())
         settings = self.settings
@@ -130,7 +150,7 @@ class Intake:
         jobs = await self.reads.run(relay.batch, raw, account, self.settings)
         return json_response({"jobs": jobs})
 
-    async def _health(self) -> web.Response:
+    async def _ready(self) -> web.Response:
         try:
             await self.reads.run(connections.redis_client().ping)
         except RedisError:

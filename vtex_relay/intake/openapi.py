@@ -192,9 +192,31 @@ def document() -> dict[str, Any]:
         "/relay/health": {
             "get": {
                 "operationId": "RelayHealth",
-                "summary": "200 when Redis answers, else 503",
+                "summary": "liveness: 200 while the process answers",
+                "security": [],
+                "responses": {"200": _json("ok")},
+            }
+        },
+        "/relay/ready": {
+            "get": {
+                "operationId": "RelayReady",
+                "summary": "readiness: 200 when Redis answers, else 503",
                 "security": [],
                 "responses": {"200": _json("ok"), "503": _error("Redis unreachable")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "Metrics",
+                "summary": "Prometheus metrics (text format); no body, token or order id",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "503": _error("Redis unreachable"),
+                },
             }
         },
         "/relay/openapi.json": {

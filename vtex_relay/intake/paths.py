@@ -25,6 +25,8 @@ TEMPLATES: tuple[tuple[tuple[str | None, ...], dict[str, str]], ...] = (
     (("relay", "orders", P), {"GET": "relay-order"}),
     (("relay", "jobs", P), {"GET": "relay-job"}),
     (("relay", "health"), {"GET": "health"}),
+    (("relay", "ready"), {"GET": "ready"}),
+    (("metrics",), {"GET": "metrics"}),
     (("relay", "openapi.json"), {"GET": "openapi"}),
 )
 _PARAMS = {

@@ -43,6 +43,21 @@ local function set_state(jkey, ref, from, to)
   end
 end
 
+-- Metrics (vtex_relay/metrics.py reads them): an account's counters, and the enqueue time of
+-- each of its orders' live heads (the oldest job not yet delivered or dead is one of them).
+local function stat(ref, field)
+  redis.call("HINCRBY", account_key(account_of(ref), "stats"), field, 1)
+end
+
+local function head_is(ref, job_id, t)
+  t = t or redis.call("HGET", job_key(ref, job_id), "t") or now()
+  redis.call("ZADD", account_key(account_of(ref), "heads"), t, ref)
+end
+
+local function no_head(ref)
+  redis.call("ZREM", account_key(account_of(ref), "heads"), ref)
+end
+
 -- Jobs queued behind a dead head ("held"): the order's jobs after its head.
 local function behind_head(ref)
   local order = redis.call("HMGET", order_key(ref, "order"), "last_seq", "head")
@@ -146,8 +161,10 @@ local function advance(ref)
   local next_id = redis.call("HGET", order_key(ref, "seqs"), head + 1)
   if next_id then
     redis.call("HSET", okey, "head", head + 1, "state", "active")
+    head_is(ref, next_id)
     to_line(ref, next_id, "queued", false)
   else
     redis.call("HSET", okey, "head", 0, "state", "idle")
+    no_head(ref)
   end
 end

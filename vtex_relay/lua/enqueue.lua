@@ -101,9 +101,12 @@ end
 -- costs more than the body). Counters left out (tries, dispatches, uncertain) read as 0.
 redis.call("SET", jkey .. ":body", body)
 redis.call("SADD", ACCOUNTS, account_of(ref))
+local t = now()
 redis.call("HSET", jkey, "seq", seq, "kind", kind, "invoice_number", number,
-  "enqueued_at", enqueued_at)
+  "enqueued_at", enqueued_at, "t", t)
+stat(ref, "enqueued:" .. kind)
 if head == 0 then
+  head_is(ref, job_id, t)
   -- The order is idle: the job is its head.
   table.insert(changes, "head")
   table.insert(changes, seq)

@@ -4,13 +4,29 @@
 --       delay_seconds (for "retry"), uncertain (0|1), retention_seconds,
 --       pause_seconds (a 429's Retry-After: every job of the account waits that long; 0: none),
 --       seen (the order as the try's GET read it, JSON, or ""; kept for `vtex-relay order`),
---       window (the most messages an account may have in the queue)
+--       window (the most messages an account may have in the queue),
+--       kind, result (the try's: "2xx", "429", "4xx", "5xx", "timeout", "connection"; "" for
+--       none), reconciled ("found" | "not-found" | ""), durations ("OPERATION BUCKET SECONDS"
+--       for each request the try made, ";"-separated; BUCKET is the histogram's upper bound)
 -- Returns "ok" | "lost" (the lease was taken over: this worker's outcome no longer counts)
 local jkey, attempts, leases, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 QUEUE, WINDOW = KEYS[6], tonumber(ARGV[12])
 local pause_key, pause = KEYS[7], tonumber(ARGV[10])
 local ref, job_id, member, token, outcome, attempt, delay, uncertain, retention =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+
+local kind = ARGV[13]
+-- The try happened, whoever holds the lease now: counted.
+if ARGV[14] ~= "" then
+  stat(ref, "tries:" .. kind .. ":" .. ARGV[14])
+end
+if ARGV[15] ~= "" then
+  stat(ref, "reconciliations:" .. kind .. ":" .. ARGV[15])
+end
+for operation, bucket, seconds in string.gmatch(ARGV[16], "(%S+) (%S+) (%S+)") do
+  redis.call("HINCRBY", DURATIONS, operation .. " " .. bucket, 1)
+  redis.call("HINCRBYFLOAT", DURATIONS, operation .. " sum", seconds)
+end
 
 redis.call("RPUSH", attempts, attempt)
 if ARGV[11] ~= "" then
@@ -43,12 +59,15 @@ elseif outcome == "dead" then
   redis.call("HSET", order_key(ref, "order"), "state", "held")
   redis.call("HSET", dead, job_id, ref)
   count(ref, "held", behind_head(ref))
+  stat(ref, "finished:" .. kind .. ":dead")
+  no_head(ref)
 else
   -- Keep the record (state, attempts), not the body: it is most of a job's memory.
   set_state(jkey, ref, "running", "done")
   redis.call("DEL", jkey .. ":body")
   redis.call("EXPIRE", jkey, retention)
   redis.call("EXPIRE", attempts, retention)
+  stat(ref, "finished:" .. kind .. ":delivered")
   advance(ref)
 end
 return "ok"

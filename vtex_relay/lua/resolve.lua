@@ -15,8 +15,10 @@ count(ref, "held", -behind_head(ref))
 if action == "replay" then
   redis.call("HSET", jkey, "tries", 0)
   redis.call("HSET", order_key(ref, "order"), "state", "active")
+  head_is(ref, job_id)
   to_line(ref, job_id, "dead", false)
 else
+  stat(ref, "finished:" .. redis.call("HGET", jkey, "kind") .. ":discarded")
   set_state(jkey, ref, "dead", "discarded")
   redis.call("HSET", discarded, job_id, ref)
   advance(ref)

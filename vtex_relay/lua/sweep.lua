@@ -4,13 +4,19 @@
 -- accounts whose rate or pause now lets them send (LINES); and push again the message of a job
 -- whose message was lost: out for longer than lost_after seconds, and provably not still in
 -- the queue — the queue is empty, or a message pushed after it has been claimed already.
--- KEYS: delayed, leases, queue, ready, claimed      ARGV: limit, lost_after, window
+-- It also records that it ran (SWEPT) and the sweeping worker's heartbeat (WORKERS).
+-- KEYS: delayed, leases, queue, ready, claimed      ARGV: limit, lost_after, window, worker
 -- Returns {retries_due, throttled_released, leases_recovered, lost_messages_replaced,
 --          seconds until an account's line is due (-1: none)}
 local delayed, leases, ready, claimed = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
 QUEUE, WINDOW = KEYS[3], tonumber(ARGV[3])
 local limit, lost_after = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = now()
+redis.call("SET", SWEPT, t)
+if ARGV[4] ~= "" then
+  redis.call("ZADD", WORKERS, t, ARGV[4])
+  redis.call("ZREMRANGEBYSCORE", WORKERS, "-inf", t - 86400)  -- gone for a day: forgotten
+end
 
 local retried, released, recovered = 0, 0, 0
 for _, member in ipairs(redis.call("ZRANGE", delayed, "-inf", t, "BYSCORE", "LIMIT", 0, limit)) do
