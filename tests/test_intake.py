@@ -140,7 +140,7 @@ def test_redis_stopped_is_503_and_it_serves_again_when_redis_is_back() -> None:
             assert down.status_code == 503, down.text
             assert int(down.headers["Retry-After"]) > 0
             assert "unavailable" in down.json()["error"]["message"]
-            assert http.get("/relay/health").status_code == 503
+            assert http.get("/relay/ready").status_code == 503
             os.makedirs(own.dir, exist_ok=True)  # stop removed it
             own.start()
 
@@ -150,7 +150,7 @@ def test_redis_stopped_is_503_and_it_serves_again_when_redis_is_back() -> None:
 
             back = wait_for(served)
             assert back.json()["receipt"]
-            assert http.get("/relay/health").json() == {"status": "ok"}
+            assert http.get("/relay/ready").json() == {"status": "ok"}
         assert own.client().dbsize() > 0
         assert APP_TOKEN not in intake.log()
     finally:

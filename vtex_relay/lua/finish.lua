@@ -23,7 +23,8 @@ end
 if ARGV[15] ~= "" then
   stat(ref, "reconciliations:" .. kind .. ":" .. ARGV[15])
 end
-for operation, bucket, seconds in string.gmatch(ARGV[16], "(%S+) (%S+) (%S+)") do
+for entry in string.gmatch(ARGV[16], "[^;]+") do
+  local operation, bucket, seconds = string.match(entry, "^(%S+) (%S+) (%S+)$")
   redis.call("HINCRBY", DURATIONS, operation .. " " .. bucket, 1)
   redis.call("HINCRBYFLOAT", DURATIONS, operation .. " sum", seconds)
 end

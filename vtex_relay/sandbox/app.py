@@ -132,6 +132,9 @@ def _oms_handler(kind: BodyKind | None) -> Handler:
         if kind is not None:
             entry["appliedAt"] = time.time()
         if decision.fault is Fault.APPLY_DROP:
+            if order_id in sb.faults.drop_writes:  # once per order
+                rest = [o for o in sb.faults.drop_writes if o != order_id]
+                sb.faults = sb.faults.model_copy(update={"drop_writes": rest})
             sb.log.finish(entry, "dropped")
             # Close the socket unanswered; aiohttp then skips writing the returned response.
             if request.transport is not None:

@@ -51,6 +51,10 @@ class Faults(BaseModel):
     set_cookies: bool = Field(
         default=False, description="every OMS answer sets a cookie naming its account"
     )
+    drop_writes: list[str] = Field(
+        default_factory=list,
+        description="orderIds whose next write is applied and its answer lost (once each)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Faults:
@@ -97,6 +101,8 @@ def decide(faults: Faults, rng: random.Random, order_id: str | None, write: bool
     draw = rng.random()
     if write and order_id is not None and order_id in faults.fail_orders:
         return Decision(Fault.FAIL_ORDER, faults.fail_orders[order_id])
+    if write and order_id is not None and order_id in faults.drop_writes:
+        return Decision(Fault.APPLY_DROP)
     threshold = 0.0
     for rate, fault in (
         (faults.rate_429, Fault.THROTTLE),
