@@ -14,6 +14,7 @@ REDIS_PORT=${RUN_REDIS_PORT:-6390}
 SANDBOX_PORT=${RUN_SANDBOX_PORT:-8765}
 export FLOWER_PORT=${FLOWER_PORT:-5555}
 export INTAKE_PORT=${INTAKE_PORT:-8080}
+export METRICS_PORT=${METRICS_PORT:-9808}
 export REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0"
 export VTEX_ACCOUNT=${VTEX_ACCOUNT:-sandboxstore}
 export VTEX_APP_KEY=vtexappkey-sandboxstore-LOCAL
@@ -24,9 +25,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 RUN_DIR=.run
 mkdir -p "$RUN_DIR/redis"
 
-for port in "$REDIS_PORT" "$SANDBOX_PORT" "$FLOWER_PORT" "$INTAKE_PORT"; do
+for port in "$REDIS_PORT" "$SANDBOX_PORT" "$FLOWER_PORT" "$INTAKE_PORT" "$METRICS_PORT"; do
   if python -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$port))!=0)"; then
-    echo "port $port is in use: stop what uses it, or set RUN_REDIS_PORT / RUN_SANDBOX_PORT / FLOWER_PORT / INTAKE_PORT" >&2
+    echo "port $port is in use: stop what uses it, or set RUN_REDIS_PORT / RUN_SANDBOX_PORT / FLOWER_PORT / INTAKE_PORT / METRICS_PORT" >&2
     exit 1
   fi
 done
@@ -47,7 +48,7 @@ echo "==> VTEX sandbox on http://127.0.0.1:${SANDBOX_PORT}"
 SANDBOX_APP_TOKEN="$VTEX_APP_TOKEN" vtex-relay sandbox --port "$SANDBOX_PORT" --app-key "$VTEX_APP_KEY" --strict-schema \
   >"$RUN_DIR/sandbox.log" 2>&1 &
 pids+=($!)
-echo "==> worker, Flower and the intake (honcho start; output in ${RUN_DIR}/honcho.log)"
+echo "==> worker, Flower, the intake and the metrics exporter (honcho start; output in ${RUN_DIR}/honcho.log)"
 honcho start >"$RUN_DIR/honcho.log" 2>&1 &
 pids+=($!)
 
@@ -63,6 +64,17 @@ if ! python scripts/intake_demo.py --intake "http://127.0.0.1:${INTAKE_PORT}" \
   tail -n 30 "$RUN_DIR/honcho.log" >&2
   exit 1
 fi
+
+echo
+echo "==> metrics: http://127.0.0.1:${INTAKE_PORT}/metrics (the intake) and http://127.0.0.1:${METRICS_PORT}/metrics (vtex-relay metrics)"
+python - "http://127.0.0.1:${INTAKE_PORT}/metrics" <<'PY'
+import sys, httpx
+for line in httpx.get(sys.argv[1]).text.splitlines():
+    if line.startswith(("vtex_relay_jobs_finished_total{", "vtex_relay_workers ", "vtex_relay_tries_total{")):
+        print("   ", line)
+PY
+echo "==> vtex-relay health"
+vtex-relay health || true
 
 if [ -t 0 ] && [ "${RUN_EXIT:-0}" != 1 ]; then
   echo

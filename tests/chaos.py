@@ -33,11 +33,14 @@ import redis
 
 from tests.processes import Worker
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
-from vtex_relay.dead_letters import order_status
+from vtex_relay.account_status import account_statuses
+from vtex_relay.dead_letters import list_dead, order_status
 from vtex_relay.keys import DEAD, DELAYED, LEASES, OrderRef, text
 from vtex_relay.messages import QUEUE
+from vtex_relay.metrics import RedisCollector
 from vtex_relay.models import Kind
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
+from vtex_relay.settings import get_settings
 from vtex_relay.testing import start_workers, stop_all
 
 ACCOUNT = "teststore"
@@ -489,3 +492,69 @@ def check_orders(
         check_order(order, by_order.get(order.order_id, []), posts, findings)
         outcomes += check_redis(client, order, findings)
     return findings, outcomes
+
+
+# --- the metrics ------------------------------------------------------------------------------
+
+RESULT_OF_FAULT = {
+    "429": "429",
+    "5xx": "5xx",
+    "timeout": "timeout",
+    **dict.fromkeys(ANSWER_LOST, "timeout"),
+}
+
+
+def check_metrics(
+    client: redis.Redis,
+    orders: Sequence[PlannedOrder],
+    requests: Sequence[RecordedRequest],
+    *,
+    exact_tries: bool,
+) -> list[str]:
+    """The metrics after a drained run, against what else shows the same: ``vtex-relay
+    accounts`` and ``dlq list`` (same Redis), the plan (every job enqueued and delivered once)
+    and, with *exact_tries* (no worker killed, so every try was recorded), the sandbox: each
+    failed request ended one try, whose result is that request's."""
+    settings = get_settings()
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in RedisCollector(client, settings).collect():
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+
+    def value(name: str, **labels: str) -> float:
+        return found.get((name, frozenset(labels.items())), 0.0)
+
+    problems = []
+    dead = Counter(record.account for record in list_dead(client))
+    for status in account_statuses(client, settings):
+        for state in ("waiting", "ready", "running", "retrying", "throttled", "dead"):
+            shown = value("vtex_relay_jobs", account=status.account, state=state)
+            if shown != getattr(status, state):
+                problems.append(f"{status.account} {state}: metrics {shown}, accounts view")
+        if value("vtex_relay_held_orders", account=status.account) != dead[status.account]:
+            problems.append(f"{status.account}: held orders differ from dlq list")
+    planned = Counter((o.account, job.kind) for o in orders for job in o.jobs)
+    for (account, kind), count in planned.items():
+        for name, extra in (
+            ("vtex_relay_jobs_enqueued_total", {}),
+            ("vtex_relay_jobs_finished_total", {"outcome": "delivered"}),
+        ):
+            got = value(name, account=account, kind=kind, **extra)
+            if got != count:
+                problems.append(f"{name} {account} {kind}: {got}, planned {count}")
+    if exact_tries:
+        failed = Counter(
+            (r.account, RESULT_OF_FAULT[r.fault]) for r in requests if r.fault in RESULT_OF_FAULT
+        )
+        for account in ACCOUNTS:
+            for result in ("429", "5xx", "timeout"):
+                got = sum(
+                    value("vtex_relay_tries_total", account=account, kind=kind, result=result)
+                    for kind in ("invoice", "tracking-number", "tracking")
+                )
+                if got != failed[account, result]:
+                    problems.append(
+                        f"tries {account} {result}: {got}, the sandbox answered "
+                        f"{failed[account, result]}"
+                    )
+    return problems

@@ -35,6 +35,7 @@ from tests.chaos import (
     Fleet,
     PlannedOrder,
     all_idle,
+    check_metrics,
     check_orders,
     drained,
     leftovers,
@@ -153,6 +154,10 @@ def check_run(
         findings.violations.append(
             f"requests for orders never enqueued: {sorted(map(str, strangers))}"
         )
+    # The metrics agree with the operator's commands, the plan and (no kills) the sandbox.
+    findings.violations += check_metrics(
+        client, plan.orders, observed.requests, exact_tries=plan.kills is None
+    )
     tracebacks = sum(log.count("Traceback") for log in observed.logs)
     if tracebacks:
         findings.violations.append(f"{tracebacks} traceback(s) in the worker logs")
