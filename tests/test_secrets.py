@@ -125,8 +125,18 @@ def test_the_token_is_nowhere(
     wait_for(flower_tasks, timeout=15, what="Flower to show both jobs")
     tasks_json = flower.get("/api/tasks").text
     pages = [flower.get(f"/task/{job}").text for job in (delivered, refused)]
-    assert "delivered" in flower.get(f"/api/task/info/{delivered}").text  # the try's outcome
-    assert "dead: HTTP 404" in flower.get(f"/api/task/info/{refused}").text
+    # The tries' outcomes, once Flower has the task-succeeded and task-failed events (which
+    # come after the worker's log line).
+    wait_for(
+        lambda: "delivered" in flower.get(f"/api/task/info/{delivered}").text,
+        timeout=15,
+        what="Flower to show the delivered job's outcome",
+    )
+    wait_for(
+        lambda: "dead: HTTP 404" in flower.get(f"/api/task/info/{refused}").text,
+        timeout=15,
+        what="Flower to show the dead job's outcome",
+    )
     assert all("o-secret" in page or "o-none" in page for page in pages)
 
     worker.stop()  # so that the next job's message stays in Redis to be searched
