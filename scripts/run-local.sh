@@ -48,6 +48,9 @@ echo "==> VTEX sandbox on http://127.0.0.1:${SANDBOX_PORT}"
 SANDBOX_APP_TOKEN="$VTEX_APP_TOKEN" vtex-relay sandbox --port "$SANDBOX_PORT" --app-key "$VTEX_APP_KEY" --strict-schema \
   >"$RUN_DIR/sandbox.log" 2>&1 &
 pids+=($!)
+# .run/redis keeps its data between runs: data of the previous key layout is migrated.
+wait_for_redis() { for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+wait_for_redis && vtex-relay migrate | sed 's/^/    /'
 echo "==> worker, Flower, the intake and the metrics exporter (honcho start; output in ${RUN_DIR}/honcho.log)"
 honcho start >"$RUN_DIR/honcho.log" 2>&1 &
 pids+=($!)

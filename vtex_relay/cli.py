@@ -31,7 +31,7 @@ from vtex_relay.errors import (
 )
 from vtex_relay.jobs import Job
 from vtex_relay.models import Kind, parse_json
-from vtex_relay.observe_cli import health, metrics
+from vtex_relay.observe_cli import health, metrics, migrate
 from vtex_relay.operator_cli import dlq, order
 from vtex_relay.ordering import Enqueued
 from vtex_relay.producer import (
@@ -250,6 +250,7 @@ cli.add_command(order)
 cli.add_command(accounts)
 cli.add_command(health)
 cli.add_command(metrics)
+cli.add_command(migrate)
 
 
 def main() -> None:

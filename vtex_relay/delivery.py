@@ -114,6 +114,10 @@ def run(
     if claim.verdict != "run":
         logger.info("%s: message dropped, the job is not ready (%s)", job.describe(), claim.verdict)
         return Result("dropped", f"not run: the job is not ready ({claim.verdict} message)")
+    unconfirmed = ordering.confirm()  # ENQUEUE_WAIT_*: the claim must outlive a failover
+    if unconfirmed:
+        logger.warning("%s: not sent, the claim is %s", job.describe(), unconfirmed)
+        return Result("not-sent", f"not sent: the claim is {unconfirmed}")
     if claim.hold > 0:
         time.sleep(claim.hold)  # up to a second, to go out at the job's rate-limit slot
     send_by = send_deadline(claimed_at, claim, settings)

@@ -33,6 +33,9 @@ key                                    type     holds
 ``vr:durations``                       hash     VTEX request durations: histogram buckets
 ``vr:workers``                         zset     workers by their last heartbeat
 ``vr:swept``                           string   when a sweep last ran
+``vr:layout``                          string   the key layout's version (``preflight.LAYOUT``)
+``vr:acks``                            string   written before a WAIT: its replicas have all
+                                                that came before it (``ENQUEUE_WAIT_REPLICAS``)
 =====================================  =======  ===============================================
 
 An order's keys share the hash tag ``{ACCOUNT:ORDER}`` (its *tag*). Python builds keys with the
@@ -59,6 +62,11 @@ ACCOUNTS = f"{PREFIX}:accounts"
 DURATIONS = f"{PREFIX}:durations"
 WORKERS = f"{PREFIX}:workers"
 SWEPT = f"{PREFIX}:swept"
+LAYOUT = f"{PREFIX}:layout"
+# The layout's version: 1, before the metrics (no stamp); 2, heads, stats and a job's "t".
+# A change of layout comes with its migration (vtex_relay/migrate.py) and a test of it.
+LAYOUT_VERSION = 2
+ACKS = f"{PREFIX}:acks"
 
 
 def order(tag: str, name: str) -> str:
@@ -138,6 +146,7 @@ def text(value: Any) -> str:
 LUA = f"""
 local READY, DISPATCHED, CLAIMED, LINES = "{READY}", "{DISPATCHED}", "{CLAIMED}", "{LINES}"
 local ACCOUNTS, DURATIONS, WORKERS, SWEPT = "{ACCOUNTS}", "{DURATIONS}", "{WORKERS}", "{SWEPT}"
+local LAYOUT_KEY, DEAD_JOBS = "{LAYOUT}", "{DEAD}"
 local function order_key(ref, name)
   return "{PREFIX}:{{" .. ref .. "}}:" .. name
 end

@@ -1,5 +1,5 @@
-"""``vtex-relay health`` (for probes and operators) and ``vtex-relay metrics`` (the Prometheus
-exporter, for hosts that run only workers)."""
+"""``vtex-relay health`` (for probes and operators), ``vtex-relay metrics`` (the Prometheus
+exporter, for hosts that run only workers) and ``vtex-relay migrate`` (the key layout)."""
 
 import json
 import signal
@@ -77,3 +77,15 @@ def metrics(host: str, port: int) -> None:
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.shutdown()
+
+
+@click.command("migrate")
+def migrate() -> None:
+    """Bring a Redis written by the previous version to this version's key layout (run it once,
+    with every worker, producer and intake stopped; running it again does no harm)."""
+    from vtex_relay.migrate import migrate as run_migration
+
+    with clean_errors():
+        get_settings()
+        done = run_migration(operator_client())
+    click.echo(done)

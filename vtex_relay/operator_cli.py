@@ -14,7 +14,7 @@ from typing import Any
 import click
 import redis
 
-from vtex_relay import dead_letters
+from vtex_relay import connections, dead_letters
 from vtex_relay.console import cents, clean_errors, cut, fail, indent, iso, table, utc
 from vtex_relay.dead_letters import JobRecord
 from vtex_relay.errors import JobNotDead, QueueUnavailable, UnknownJob, UnknownOrder
@@ -158,18 +158,14 @@ def operator_errors(written: str | None = None) -> Iterator[None]:
         except (UnknownJob, JobNotDead, UnknownOrder) as exc:
             fail(2, str(exc))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            from kombu.utils.url import maybe_sanitize_url
-
-            url = maybe_sanitize_url(get_settings().redis_url)
+            url = get_settings().shown_redis_url()
             check = f"; check `vtex-relay dlq show {written}` to see if it was" if written else ""
             raise QueueUnavailable(f"cannot reach Redis at {url} ({exc}){check}") from None
 
 
 def operator_client() -> "redis.Redis":
     # Short time-outs: an operator should hear that Redis is down, not wait for it.
-    return redis.Redis.from_url(
-        get_settings().redis_url, socket_connect_timeout=5, socket_timeout=10
-    )
+    return connections.client_for(get_settings(), socket_connect_timeout=5, socket_timeout=10)
 
 
 def _order_ref(order_id: str, account: str | None) -> OrderRef:

@@ -24,7 +24,18 @@ from pydantic_core import to_json
 
 from vtex_relay.identity import body_digest, fingerprint
 from vtex_relay.jobs import Job
-from vtex_relay.keys import CLAIMED, DEAD, DELAYED, DISCARDED, LEASES, READY, OrderRef, text
+from vtex_relay.keys import (
+    ACKS,
+    CLAIMED,
+    DEAD,
+    DELAYED,
+    DISCARDED,
+    LAYOUT_VERSION,
+    LEASES,
+    READY,
+    OrderRef,
+    text,
+)
 from vtex_relay.messages import QUEUE
 from vtex_relay.pipelining import overlapped
 from vtex_relay.scripts import script
@@ -94,11 +105,30 @@ class Ordering:
     """The scripts, bound to one Redis client (thread-safe: redis-py pools connections)."""
 
     def __init__(
-        self, client: "redis.Redis", queue: str = QUEUE, window: int = DEFAULT_WINDOW
+        self,
+        client: "redis.Redis",
+        queue: str = QUEUE,
+        window: int = DEFAULT_WINDOW,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
+        wait_aof: bool = False,
     ) -> None:
         self.client = client
         self.queue = queue
         self.window = window
+        # Durable acknowledgement (ENQUEUE_WAIT_*): after the scripts, on the same connection,
+        # one write (so that the replicas which have it have everything written before it,
+        # an identical job's first enqueue included), then WAIT (and WAITAOF).
+        self.confirming: list[list[Any]] = []
+        if wait_replicas or wait_aof:
+            self.confirming.append(["INCR", ACKS])
+        if wait_replicas:
+            self.confirming.append(["WAIT", wait_replicas, wait_timeout_ms])
+        if wait_aof:
+            self.confirming.append(["WAITAOF", 1, 0, wait_timeout_ms])
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._enqueue = script(client, "enqueue")
         self._claim = script(client, "claim")
         self._finish = script(client, "finish")
@@ -117,7 +147,7 @@ class Ordering:
         latest: dict[OrderRef, str] = {}  # each order's last fingerprint in this call
         iterator = iter(jobs)
         first = list(itertools.islice(iterator, 2))
-        if len(first) == 1:
+        if len(first) == 1 and not self.confirming:
             [job] = first
             names, args = self._enqueue_call(job, latest)
             try:
@@ -134,14 +164,50 @@ class Ordering:
             (
                 chunk,
                 [
-                    ["EVALSHA", self._enqueue.sha, len(names), *names, *args]
-                    for names, args in (self._enqueue_call(job, latest) for job in chunk)
+                    *(
+                        ["EVALSHA", self._enqueue.sha, len(names), *names, *args]
+                        for names, args in (self._enqueue_call(job, latest) for job in chunk)
+                    ),
+                    *self.confirming,
                 ],
             )
             for chunk in _chunks(itertools.chain(first, iterator), batch)
         )
         for chunk, replies in overlapped(self.client, batches, raise_on_error=False):
-            yield from ((job, _enqueued(job, r)) for job, r in zip(chunk, replies, strict=True))
+            unconfirmed = self._unconfirmed(replies[len(chunk) :])
+            for job, reply in zip(chunk, replies, strict=False):
+                result = _enqueued(job, reply)
+                if unconfirmed and result.verdict in ("enqueued", "duplicate"):
+                    result = Enqueued("failed", job.job_id, state=unconfirmed)
+                yield job, result
+
+    def _unconfirmed(self, replies: list[Any]) -> str | None:
+        """Why the confirming replies (``INCR``, ``WAIT``, ``WAITAOF``) do not confirm the
+        batch; None if they do (or none are asked)."""
+        for command, reply in zip(self.confirming, replies, strict=True):
+            if isinstance(reply, redis.ResponseError):
+                return f"UNCONFIRMED {command[0]} failed: {reply}"
+            if command[0] == "WAIT" and int(reply) < self.wait_replicas:
+                return (
+                    f"UNCONFIRMED by {int(reply)} of {self.wait_replicas} replica(s) within "
+                    f"{self.wait_timeout_ms} ms (ENQUEUE_WAIT_REPLICAS)"
+                )
+            if command[0] == "WAITAOF" and int(reply[0]) < 1:
+                return (
+                    f"UNCONFIRMED: not in the AOF on disk within {self.wait_timeout_ms} ms "
+                    "(ENQUEUE_WAIT_AOF)"
+                )
+        return None
+
+    def confirm(self) -> str | None:
+        """Wait until what was written so far (a worker's claim) is on the replicas the
+        settings ask for; why not, or None once it is (at once when none are asked)."""
+        if not self.confirming:
+            return None
+        with self.client.pipeline(transaction=False) as pipe:
+            for command in self.confirming:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            return self._unconfirmed(pipe.execute(raise_on_error=False))
 
     def _enqueue_call(self, job: Job, latest: dict[OrderRef, str]) -> tuple[list[str], list[str]]:
         ref = OrderRef.of(job)
@@ -173,6 +239,7 @@ class Ordering:
             "1" if job.kind == "tracking-number" or job.body.get("trackingNumber") else "0",
             str(job.body.get("invoiceValue", "")) if job.kind == "invoice" else "",
             str(self.window),
+            str(LAYOUT_VERSION),
         ]
         return names, args
 

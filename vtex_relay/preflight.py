@@ -6,10 +6,11 @@ keep its promises on?
 - **No eviction** (``maxmemory-policy noeviction``): under any other policy Redis deletes keys
   when it is full (a job, an account's window, an order's invoice ledger) and nothing says so.
 - **The key layout's version** (``vr:layout``): data written by another version is not read as
-  if it were this one's. An empty Redis is stamped; a Redis with vtex-relay data but no stamp
-  holds the previous layout: ``vtex-relay migrate`` brings it to this one.
+  if it were this one's. A Redis with vtex-relay data but no stamp holds the previous layout:
+  ``vtex-relay migrate`` brings it to this one. (The enqueue script stamps an empty Redis, and
+  refuses to write to another layout itself.)
 
-Each refusal is one line (``ConfigurationError``) saying what to do, and nothing is written.
+Each refusal is one line (``ConfigurationError``) saying what to do; the check writes nothing.
 The reads are INFO and two keys: no special permission (CONFIG is often disabled).
 """
 
@@ -20,7 +21,7 @@ from vtex_relay.errors import ConfigurationError
 from vtex_relay.keys import text
 from vtex_relay.settings import Settings
 
-LAYOUT = 2  # 1: the layout before the metrics (no stamp); 2: heads, stats, a job's "t"
+LAYOUT = keys.LAYOUT_VERSION
 MIN_VERSION = (7, 0)
 WAITAOF_VERSION = (7, 2)
 
@@ -53,12 +54,13 @@ def check(client: "redis.Redis", settings: Settings) -> None:
             "jobs and ledgers without a word; set maxmemory-policy noeviction"
         )
     if stamp is None:
+        # An empty Redis: the first job enqueued stamps it (enqueue.lua), so that a Redis that
+        # lost its data is stamped again by whoever writes first.
         if has_data:
             raise ConfigurationError(
                 "Redis holds vtex-relay data of an earlier layout (no layout stamp): run "
                 "`vtex-relay migrate` once, with every worker, producer and intake stopped"
             )
-        client.set(keys.LAYOUT, LAYOUT, nx=True)
     elif text(stamp) != str(LAYOUT):
         raise ConfigurationError(
             f"Redis holds vtex-relay data of layout {text(stamp)}, and this version reads "

@@ -165,7 +165,10 @@ def accepted(job: Job, result: Enqueued) -> Enqueued:
     ``QueueUnavailable`` (Redis refused it), ``InvoiceConflict`` or ``InvalidJob`` (an update
     that names an invoice the order does not have, or comes before its tracking number)."""
     if result.verdict == "failed":
-        raise QueueUnavailable(f"{refused_by_redis(result.state or '')}; nothing was enqueued")
+        state = result.state or ""
+        if state.startswith("UNCONFIRMED"):  # on the primary, not yet where it was asked
+            raise QueueUnavailable(f"{refused_by_redis(state)}; {SEND_AGAIN}")
+        raise QueueUnavailable(f"{refused_by_redis(state)}; nothing was enqueued")
     if result.verdict in ("unknown-invoice", "untracked"):
         raise InvalidJob([FieldError("invoiceNumber", update_refusal(job, result))])
     if result.verdict == "conflict":
@@ -237,13 +240,13 @@ def update_refusal(job: Job, result: Enqueued) -> str:
 
 
 def _redis_url() -> str:
-    from kombu.utils.url import maybe_sanitize_url
-
-    return str(maybe_sanitize_url(get_settings().redis_url))
+    return get_settings().shown_redis_url()
 
 
 def refused_by_redis(error: str) -> str:
     """Redis's error reply to a script, said as what it is."""
+    if error.startswith("UNCONFIRMED"):
+        return f"Redis at {_redis_url()} has the job, but it is not confirmed: {error[12:]}"
     if error.startswith("OOM"):
         return f"Redis at {_redis_url()} is out of memory (maxmemory reached: {error})"
     return f"Redis at {_redis_url()} refused the job ({error})"
@@ -264,6 +267,12 @@ def unreachable(exc: BaseException, sent: int) -> str:
         f"been, the rest were not. {RERUN_IS_SAFE}"
     )
 
+
+# Said of a job enqueued on the primary but not confirmed where ENQUEUE_WAIT_* asks.
+SEND_AGAIN = (
+    "it may be lost if the primary fails now; sending it again is safe (an identical job is "
+    "answered with the first one's id)"
+)
 
 # Said wherever a batch stopped part-way.
 RERUN_IS_SAFE = (

@@ -13,6 +13,7 @@ credentials (``VTEX_ACCOUNTS``, ``VTEX_ACCOUNTS_FILE``) are merged at parse into
 import string
 from functools import lru_cache
 from typing import Annotated, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -41,6 +42,32 @@ __all__ = [
 DEFAULT_BASE_URL = "https://{account}.{environment}.com.br"
 
 
+class Sentinels(NamedTuple):
+    """A ``sentinel://`` REDIS_URL: the sentinels' (host, port), the database, and the
+    password of the primary and replicas (None: none)."""
+
+    hosts: list[tuple[str, int]]
+    db: int
+    password: str | None
+
+
+def _sentinels(url: str) -> Sentinels:
+    hosts: list[tuple[str, int]] = []
+    db, password = 0, None
+    for part in url.split(";"):
+        parsed = urlsplit(part.strip())
+        if parsed.scheme != "sentinel" or not parsed.hostname:
+            raise ValueError("each part must be sentinel://host:port (parts separated by ';')")
+        hosts.append((parsed.hostname, parsed.port or 26379))
+        password = parsed.password or password
+        path = parsed.path.strip("/")
+        if path:
+            if not path.isdigit():
+                raise ValueError("the database after the last sentinel must be a number")
+            db = int(path)
+    return Sentinels(hosts, db, password)
+
+
 class Rate(NamedTuple):
     """An account's rate limit (requests per second; 0: none) and burst."""
 
@@ -57,6 +84,14 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://localhost:6379/0"
+    # With a sentinel:// REDIS_URL: the primary's service name, and the sentinels' password.
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: SecretStr | None = None
+    # Durable acknowledgement: an enqueue (and a worker's claim) is confirmed only once this
+    # many replicas have it (Redis WAIT), within the time-out; 0: on the primary's word.
+    enqueue_wait_replicas: int = Field(default=0, ge=0, le=16)
+    enqueue_wait_timeout_ms: int = Field(default=500, gt=0, le=60_000)
+    enqueue_wait_aof: bool = False  # also wait for the primary's AOF fsync (WAITAOF, Redis 7.2)
     vtex_account: Account | None = None
     vtex_environment: Account = "vtexcommercestable"
     vtex_app_key: str | None = None
@@ -107,9 +142,20 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if not value.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+            raise ValueError("must start with redis://, rediss://, unix:// or sentinel://")
+        if value.startswith("sentinel://"):
+            _sentinels(value)  # each part must parse
         return value
+
+    @model_validator(mode="after")
+    def _sentinel_needs_a_master(self) -> "Settings":
+        if self.redis_url.startswith("sentinel://") and not self.redis_sentinel_master:
+            raise ValueError(
+                "REDIS_URL names sentinels (sentinel://): set REDIS_SENTINEL_MASTER to the "
+                "primary's service name"
+            )
+        return self
 
     @field_validator("intake_hosts", mode="before")
     @classmethod
@@ -191,6 +237,17 @@ class Settings(BaseSettings):
                 f"({3 * self.vtex_timeout + 5})"
             )
         return self
+
+    def shown_redis_url(self) -> str:
+        """``REDIS_URL`` without its passwords, for a message (each sentinel's part too)."""
+        from kombu.utils.url import maybe_sanitize_url
+
+        return ";".join(str(maybe_sanitize_url(part)) for part in self.redis_url.split(";"))
+
+    def sentinels(self) -> "Sentinels | None":
+        """The sentinels, database and primary's password of a ``sentinel://`` REDIS_URL
+        (kombu's form: ``sentinel://[:password@]host:port;sentinel://host2:port/db``)."""
+        return _sentinels(self.redis_url) if self.redis_url.startswith("sentinel://") else None
 
     def base_url(self, account: str) -> str:
         """The URL that ``/api/oms/...`` is appended to, for *account* (already validated)."""

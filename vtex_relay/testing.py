@@ -184,12 +184,14 @@ class Child:
 
 class RedisServer(Child):
     """A redis-server of its own on *port* (default: a free one), no persistence unless asked
-    (``SHUTDOWN SAVE``); ``start`` again, after it stopped, loads what was saved."""
+    (``SHUTDOWN SAVE``, or *options* such as ``--appendonly yes``, which come last and so win);
+    ``start`` again, after it stopped or was killed, loads what was saved."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *options: str) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tempfile.mkdtemp(prefix=f"{self.log_prefix}redis-")
+        self.options = list(options)
         super().__init__(f"redis-{self.port}", env=None, cwd=None)
 
     def start(self) -> Self:
@@ -198,7 +200,7 @@ class RedisServer(Child):
         if binary is None:
             raise self.error("redis-server is not installed (make test and make bench install it)")
         options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir]
-        self.spawn([binary, "--port", str(self.port), *options])
+        self.spawn([binary, "--port", str(self.port), *options, *self.options])
         client = self.client()
         self.wait_until(lambda: _pings(client), 10, f"redis-server on port {self.port}")
         return self
@@ -210,6 +212,10 @@ class RedisServer(Child):
         """Stop it and remove its directory."""
         super().stop(sig, tree)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL it, as a crash would: its directory (an AOF) stays, for ``start``."""
+        super().stop(signal.SIGKILL)
 
 
 def _pings(client: redis.Redis) -> bool:

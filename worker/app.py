@@ -9,8 +9,10 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
+from redis.exceptions import RedisError
 
 from config import Settings, get_settings
+from vtex_relay import connections
 from vtex_relay.errors import ConfigurationError
 from vtex_relay.messages import QUEUE
 from vtex_relay.redaction import Redactor, install
@@ -48,6 +50,7 @@ def create_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
+            **_sentinel_options(settings),
             "socket_connect_timeout": 5,
             # kombu's ack emulation copies every message into an "unacked" hash in Redis and
             # deletes it at the ack: two more Redis transactions a job (a quarter of a worker's
@@ -60,6 +63,18 @@ def create_app(settings: Settings) -> Celery:
         },
     )
     return app
+
+
+def _sentinel_options(settings: Settings) -> dict[str, Any]:
+    # A sentinel:// REDIS_URL: kombu asks the sentinels for the primary, and again after a
+    # failover; the URL's password is the primary's, the sentinels' is their own setting.
+    if settings.sentinels() is None:
+        return {}
+    options: dict[str, Any] = {"master_name": settings.redis_sentinel_master}
+    if settings.redis_sentinel_password is not None:
+        secret = settings.redis_sentinel_password.get_secret_value()
+        options["sentinel_kwargs"] = {"password": secret}
+    return options
 
 
 def _settings_or_exit() -> Settings:
@@ -104,8 +119,11 @@ def _check_credentials(**_: Any) -> None:
     # jobs; refuse to start instead.
     try:
         get_settings().require_credentials()
+        connections.ordering()  # preflight: Redis's version, eviction policy, key layout
     except ConfigurationError as exc:
         raise SystemExit(f"vtex-relay: {exc}") from None
+    except RedisError as exc:  # not up yet: the worker waits for it, and checks on first use
+        logging.getLogger(__name__).warning("Redis not reachable at start (%s)", exc)
 
 
 # `celery -A worker.app flower`: on 127.0.0.1 by default, never unauthenticated elsewhere.

@@ -5,8 +5,9 @@ import logging
 import signal
 
 import click
+from redis.exceptions import RedisError
 
-from vtex_relay import redaction
+from vtex_relay import connections, redaction
 from vtex_relay.console import clean_errors
 from vtex_relay.intake.app import run
 from vtex_relay.settings import Settings, get_settings
@@ -28,6 +29,7 @@ def serve(host: str, port: int) -> None:
         settings = get_settings()
         # The second line of defence: no code logs a token, and this cuts out any that slips in.
         redaction.install(redaction.Redactor(settings.tokens()), [logging.getLogger()])
+        _preflight()
     _install_uvloop()
     asyncio.run(_main(settings, host, port))
 
@@ -38,6 +40,15 @@ async def _main(settings: Settings, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await run(settings, host, port, stop)
+
+
+def _preflight() -> None:
+    """Refuse a Redis vtex-relay must not run on (``ConfigurationError``); one not reachable
+    yet is waited out: the intake answers 503 until it is."""
+    try:
+        connections.ordering()
+    except RedisError as exc:
+        logging.getLogger("vtex_relay.intake").warning("Redis not reachable at start (%s)", exc)
 
 
 def _install_uvloop() -> None:

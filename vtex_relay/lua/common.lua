@@ -87,6 +87,17 @@ local function push(ref, job_id)
   redis.call("SADD", account_key(account_of(ref), "out"), member)
 end
 
+-- The order's head job is dead: the order is held (its later jobs wait) for an operator.
+local function to_dead(ref, job_id, from, kind)
+  local jkey = job_key(ref, job_id)
+  set_state(jkey, ref, from, "dead")
+  redis.call("HSET", order_key(ref, "order"), "state", "held")
+  redis.call("HSET", DEAD_JOBS, job_id, ref)
+  count(ref, "held", behind_head(ref))
+  stat(ref, "finished:" .. kind .. ":dead")
+  no_head(ref)
+end
+
 -- Fair share. An account's waiting jobs stay in its line in Redis; at most WINDOW of them have
 -- a message in the queue at once, and another one gets its message as one of those is claimed.
 -- So however long one account's backlog, another account's job has at most WINDOW messages of
@@ -137,9 +148,19 @@ local function pump(account, pause, rate, burst, tat)
     local ref, job_id = split(member)
     local jkey = job_key(ref, job_id)
     if redis.call("HGET", jkey, "state") == "waiting" then
-      set_state(jkey, ref, "waiting", "ready")
-      push(ref, job_id)
-      n_out = n_out + 1
+      if redis.call("EXISTS", jkey .. ":body") == 1 then
+        set_state(jkey, ref, "waiting", "ready")
+        push(ref, job_id)
+        n_out = n_out + 1
+      else
+        -- Checked before anything is written for it: a job without its body (data of an
+        -- earlier layout) cannot be sent. It ends dead, saying why, rather than failing the
+        -- script half-way through whatever called this pump.
+        redis.call("RPUSH", jkey .. ":attempts", cjson.encode({at = tostring(now()),
+          outcome = "permanent", message = "not sent: the job has no body in Redis (data of " ..
+          "an earlier layout?); enqueue it again, then discard this one"}))
+        to_dead(ref, job_id, "waiting", redis.call("HGET", jkey, "kind") or "unknown")
+      end
     end
   end
 end

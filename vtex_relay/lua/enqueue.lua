@@ -6,7 +6,7 @@
 --       policy ("single": one Output invoice per order | "partial": any number),
 --       tracks ("1": the job gives its invoice a tracking number: a tracking-number job, or an
 --       invoice whose body has one), invoice_value (an invoice's invoiceValue, in cents),
---       window (the most messages an account may have in the queue)
+--       window (the most messages an account may have in the queue), layout (its version)
 -- Returns {"enqueued", job_id} | {"duplicate", existing_id}
 --       | {"conflict", existing_id, number, state} | {"skipped"}
 --       | {"unknown-invoice", "NF-1 NF-2"} | {"untracked"}
@@ -19,6 +19,17 @@ QUEUE, WINDOW = KEYS[4], tonumber(ARGV[14])
 local ref, job_id, kind, body, digest, number, enqueued_at, fingerprint, after =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local invoice_type, policy, tracks, invoice_value = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+
+-- The key layout (vtex_relay/preflight.py): the first job of an empty Redis stamps it; data of
+-- another layout, or of the layout before the stamp, is never written to as if it were this one.
+local layout = redis.call("GET", LAYOUT_KEY)
+if layout ~= ARGV[15] then
+  if layout or redis.call("EXISTS", ACCOUNTS) == 1 then
+    return redis.error_reply("LAYOUT Redis holds vtex-relay data of layout " ..
+      (layout or "1 (no stamp)") .. ", not " .. ARGV[15] .. ": run `vtex-relay migrate`")
+  end
+  redis.call("SET", LAYOUT_KEY, ARGV[15])
+end
 
 if redis.call("EXISTS", jkey) == 1 then
   -- The same job again (a producer retrying after a failed pipeline, whose scripts may have

@@ -56,12 +56,7 @@ if outcome == "retry" then
   redis.call("HSET", jkey, "due_at", due_at)
   redis.call("ZADD", delayed, due_at, member)
 elseif outcome == "dead" then
-  set_state(jkey, ref, "running", "dead")
-  redis.call("HSET", order_key(ref, "order"), "state", "held")
-  redis.call("HSET", dead, job_id, ref)
-  count(ref, "held", behind_head(ref))
-  stat(ref, "finished:" .. kind .. ":dead")
-  no_head(ref)
+  to_dead(ref, job_id, "running", kind)
 else
   -- Keep the record (state, attempts), not the body: it is most of a job's memory.
   set_state(jkey, ref, "running", "done")

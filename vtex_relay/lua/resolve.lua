@@ -6,9 +6,18 @@ local jkey, dead, discarded = KEYS[1], KEYS[2], KEYS[3]
 QUEUE, WINDOW = KEYS[4], tonumber(ARGV[4])
 local ref, job_id, action = ARGV[1], ARGV[2], ARGV[3]
 
+-- Everything read is checked before the first write: a job of an earlier layout, or one that
+-- is not its order's head, is refused whole.
 local state = redis.call("HGET", jkey, "state")
 if state ~= "dead" then
   return {"not-dead", state or "gone"}
+end
+local head = redis.call("HGET", order_key(ref, "order"), "head")
+if not head or redis.call("HGET", order_key(ref, "seqs"), head) ~= job_id then
+  return {"not-dead", "dead, but not its order's head (data of an earlier layout?)"}
+end
+if action == "replay" and redis.call("EXISTS", jkey .. ":body") == 0 then
+  return {"not-dead", "dead, without its body (data of an earlier layout?): discard it"}
 end
 redis.call("HDEL", dead, job_id)
 count(ref, "held", -behind_head(ref))
