@@ -155,9 +155,9 @@ def test_a_slow_account_does_not_starve_another_s_reads(
     busy = "slowstore already has 4 calls waiting on VTEX (INTAKE_ACCOUNT_CONNECTIONS)"
     late = "VTEX did not answer within 2 s (VTEX_TIMEOUT"
     assert all(busy in m or late in m for m in messages), messages
-    # VTEX never had more than four of slowstore's calls at once.
-    received = [r.received_at for r in sandbox.requests(account="slowstore")]
-    assert max(sum(1 for t in received if s <= t < s + 1.4) for s in received) <= 4
+    # Twelve sent at once, four reached VTEX before the first answer (1.5 s later).
+    received = sorted(r.received_at for r in sandbox.requests(account="slowstore"))
+    assert sum(1 for t in received if t < received[0] + 1.4) == 4
 
 
 def test_vtex_too_slow_is_504_naming_vtex(intake: str, sandbox: SandboxControl) -> None:
