@@ -1,4 +1,4 @@
-.PHONY: run test lint bench
+.PHONY: run test test-fast lint bench
 
 # Start Redis, the sandbox, a worker and Flower; deliver the seed examples; show what VTEX received.
 run:
@@ -7,6 +7,10 @@ run:
 # venv + install, ruff, mypy --strict, then pytest against a Redis of its own on a free port.
 test:
 	bash scripts/test.sh
+
+# The edit loop: lint, types, and the tests that start no process (well under a minute).
+test-fast:
+	bash scripts/test.sh --fast
 
 lint:
 	bash scripts/test.sh --lint-only

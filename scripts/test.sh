@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 ensure_venv
 ensure_redis_server
-[ "${1:-}" = "--lint-only" ] || ensure_prometheus
+case "${1:-}" in --lint-only | --fast) ;; *) ensure_prometheus ;; esac
 
 echo "==> ruff"
 .venv/bin/ruff check .
@@ -16,4 +16,10 @@ echo "==> mypy --strict"
 [ "${1:-}" = "--lint-only" ] && exit 0
 
 echo "==> pytest"
-.venv/bin/python -m pytest "$@"
+# Each xdist process has a Redis, a sandbox and an intake of its own (tests/conftest.py picks
+# free ports as it is imported), so tests in different processes share nothing.
+if [ "${1:-}" = "--fast" ]; then
+  shift
+  exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" -m "not processes" "$@"
+fi
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" "$@"

@@ -42,6 +42,16 @@ os.environ.update(
 from vtex_relay.sandbox import SandboxControl  # noqa: E402 - after the settings are set
 from vtex_relay.settings import get_settings  # noqa: E402
 
+# Fixtures that start real processes: a test using any of them (directly or through another
+# fixture) is marked "processes", which `make test-fast` leaves out.
+PROCESS_FIXTURES = {"redis_server", "sandbox_process", "intake_process"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.processes)
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:

@@ -35,6 +35,8 @@ from vtex_relay.keys import OrderRef
 from vtex_relay.messages import QUEUE, read_message
 from vtex_relay.producer import build_job
 
+pytestmark = pytest.mark.processes  # Redis servers of their own
+
 JOBS_PER_ORDER = 5
 Signature = tuple[str, str | None, dict[str, Any]]  # kind, invoice number, body as sent
 

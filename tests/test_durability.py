@@ -27,6 +27,8 @@ from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import get_settings
 from vtex_relay.testing import Intake
 
+pytestmark = pytest.mark.processes  # Redis servers of their own
+
 Point = Callable[..., dict[str, str]]
 
 
@@ -75,11 +77,11 @@ def test_an_unconfirmed_enqueue_is_unavailable_and_a_resend_gets_the_same_id(
 ) -> None:
     primary = RedisServer().start()
     replica = None
-    env = point(REDIS_URL=primary.url, ENQUEUE_WAIT_REPLICAS="1", ENQUEUE_WAIT_TIMEOUT_MS="100")
+    env = point(REDIS_URL=primary.url, ENQUEUE_WAIT_REPLICAS="1", ENQUEUE_WAIT_TIMEOUT_MS="1000")
     intake = Intake(env=env, cwd=ROOT).start()
     try:
         # No replica: nothing can be confirmed.
-        with pytest.raises(QueueUnavailable, match="not confirmed: by 0 of 1 replica"):
+        with pytest.raises(QueueUnavailable, match=r"not confirmed: by 0 of 1 replica.* 1000 ms"):
             enqueue_invoice("o-w", INVOICE)
         done = cli_enqueue("o-w")
         assert done.returncode == 1

@@ -34,6 +34,8 @@ from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import get_settings
 from vtex_relay.testing import Child, Intake
 
+pytestmark = pytest.mark.processes  # Redis servers of their own
+
 T = TypeVar("T")
 SERVICE = "relay"
 ORDERS = 40

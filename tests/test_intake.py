@@ -128,6 +128,7 @@ def test_an_erp_retrying_after_its_time_out_gets_its_job_and_vtex_one_post(
     assert len(sandbox.requests(method="POST", order_id="o-retry")) == 1
 
 
+@pytest.mark.processes  # a Redis of its own
 def test_redis_stopped_is_503_and_it_serves_again_when_redis_is_back() -> None:
     own = RedisServer().start()
     env = {**os.environ, "REDIS_URL": own.url}

@@ -564,6 +564,9 @@ class TestTheTask:
             return result
 
         monkeypatch.setattr(tasks.delivery, "run", fake_run)
+        # The scripts bound to a client that is never called: no Redis, no preflight here.
+        scripts = Ordering(redis.Redis(port=1))
+        monkeypatch.setattr(tasks.delivery, "ordering", lambda: scripts)
         return results
 
     def test_done_is_the_result(self, given: list[Any]) -> None:
