@@ -13,19 +13,13 @@ import time
 from pathlib import Path
 
 from bench.harness import RedisServer
+from bench.metrics_driver import BODY
 from vtex_relay.jobs import Job
 from vtex_relay.ordering import Ordering
 from vtex_relay.testing import wait_for
 
 OUT = Path(__file__).with_name("durability.md")
 SINGLE, BATCH = 2_000, 10_000
-BODY = {
-    "type": "Output",
-    "issuanceDate": "2024-01-31T18:25:43-05:00",
-    "invoiceNumber": "NF-1",
-    "invoiceValue": "100",
-    "items": [{"id": "1", "price": 100, "quantity": 1}],
-}
 
 
 def jobs(count: int, tag: str) -> list[Job]:

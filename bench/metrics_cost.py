@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from bench.harness import ROOT, RedisServer
+from bench.metrics_driver import BODY
 
 OUT = Path(__file__).with_name("metrics.md")
 BASELINE = "528adf5"  # issue 18's end: the last commit before the metrics
@@ -49,15 +50,8 @@ def scrape_cost(accounts: int, jobs: int) -> list[str]:
         rows = []
         for backlog in (10, jobs):
             client.flushall()
-            body = {
-                "type": "Output",
-                "issuanceDate": "2024-01-31T18:25:43-05:00",
-                "invoiceNumber": "NF-1",
-                "invoiceValue": "100",
-                "items": [{"id": "1", "price": 100, "quantity": 1}],
-            }
             batch = (
-                Job(kind="invoice", order_id=f"o-{n}", account=f"bench{n % accounts}", body=body)
+                Job(kind="invoice", order_id=f"o-{n}", account=f"bench{n % accounts}", body=BODY)
                 for n in range(max(backlog, accounts))
             )
             for _ in ordering.enqueue(batch):

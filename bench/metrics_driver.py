@@ -12,6 +12,14 @@ import psutil
 
 from vtex_relay.testing import RedisServer, Sandbox, Worker, wait_for
 
+BODY = {
+    "type": "Output",
+    "issuanceDate": "2024-01-31T18:25:43-05:00",
+    "invoiceNumber": "NF-1",
+    "invoiceValue": "100",
+    "items": [{"id": "1", "price": 100, "quantity": 1}],
+}
+
 
 def main(jobs: int) -> None:
     tree = Path.cwd()
@@ -33,15 +41,8 @@ def main(jobs: int) -> None:
         from vtex_relay.jobs import Job
         from vtex_relay.ordering import Ordering
 
-        body = {
-            "type": "Output",
-            "issuanceDate": "2024-01-31T18:25:43-05:00",
-            "invoiceNumber": "NF-1",
-            "invoiceValue": "100",
-            "items": [{"id": "1", "price": 100, "quantity": 1}],
-        }
         orders = (
-            Job(kind="invoice", order_id=f"o-{n}", account="bench", body=body) for n in range(jobs)
+            Job(kind="invoice", order_id=f"o-{n}", account="bench", body=BODY) for n in range(jobs)
         )
         for _ in Ordering(redis_server.client()).enqueue(orders):
             pass

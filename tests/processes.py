@@ -3,13 +3,15 @@
 Nothing here sleeps to synchronise: every wait polls a condition until a deadline.
 """
 
+import json
 from pathlib import Path
+from typing import Any
 
 from vtex_relay import testing
 from vtex_relay.keys import text
 from vtex_relay.testing import RedisServer, free_port, wait_for
 
-__all__ = ["ROOT", "RedisServer", "Worker", "free_port", "text", "wait_for"]
+__all__ = ["ROOT", "RedisServer", "Worker", "free_port", "read_message", "text", "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,3 +23,10 @@ class Worker(testing.Worker):
     def __init__(self, env: dict[str, str], name: str, *, concurrency: int = 8) -> None:
         options = ["--without-mingle"]
         super().__init__(env, name, concurrency=concurrency, options=options, cwd=ROOT)
+
+
+def read_message(raw: bytes | str) -> tuple[str, dict[str, Any]]:
+    """The task name and keyword arguments of a message in the Celery queue."""
+    message = json.loads(raw)
+    _args, kwargs, _embed = json.loads(message["body"])
+    return message["headers"]["task"], kwargs

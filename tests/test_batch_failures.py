@@ -25,14 +25,14 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from tests.processes import ROOT, RedisServer, free_port, text, wait_for
+from tests.processes import ROOT, RedisServer, free_port, read_message, text, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_tracking, keys
 from vtex_relay.cli import cli
 from vtex_relay.dead_letters import order_status
 from vtex_relay.errors import QueueUnavailable, UnknownOrder
 from vtex_relay.keys import OrderRef
-from vtex_relay.messages import QUEUE, read_message
+from vtex_relay.messages import QUEUE
 from vtex_relay.producer import build_job
 
 pytestmark = pytest.mark.processes  # Redis servers of their own

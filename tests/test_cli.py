@@ -14,10 +14,10 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from tests.processes import ROOT, free_port, text
+from tests.processes import ROOT, free_port, read_message, text
 from vtex_relay.cli import cli
 from vtex_relay.keys import OrderRef, account
-from vtex_relay.messages import QUEUE, read_message
+from vtex_relay.messages import QUEUE
 
 EXAMPLES = ROOT / "examples"
 INVOICE = json.loads((EXAMPLES / "invoice.json").read_text())

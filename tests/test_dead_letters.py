@@ -16,10 +16,10 @@ import redis
 from click.testing import CliRunner, Result
 
 from config import get_settings
-from tests.processes import free_port
+from tests.processes import free_port, read_message
 from vtex_relay.jobs import Attempt, Job
 from vtex_relay.keys import DEAD, DISCARDED, OrderRef
-from vtex_relay.messages import QUEUE, read_message
+from vtex_relay.messages import QUEUE
 from vtex_relay.operator_cli import dlq, order
 from vtex_relay.ordering import Decision, Ordering
 

@@ -173,20 +173,19 @@ def test_acknowledged_jobs_lost_in_a_crash_and_a_failover(point: Point) -> None:
 # --- a Redis vtex-relay must not run on ------------------------------------------------------
 
 
+def worker_refusing(env: dict[str, str]) -> "subprocess.CompletedProcess[str]":
+    """A worker started with *env*, run until it exits (it should, at once)."""
+    command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "threads"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
 def refusals(env: dict[str, str]) -> list[str]:
     """The one line each of a producer (the CLI), a worker and the intake print, refusing."""
     lines = []
     done = cli_enqueue("o-r")
     assert done.returncode == 2, done.stderr
     lines.append(done.stderr)
-    worker = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "threads"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    worker = worker_refusing(env)
     assert worker.returncode != 0
     lines.append(worker.stdout + worker.stderr)
     serve = [sys.executable, "-m", "vtex_relay", "serve", "--port", str(free_port())]
@@ -287,14 +286,7 @@ def test_a_redis_older_than_7_is_refused(point: Point) -> None:
         "vtex-relay: Redis 6.2.14 is too old: vtex-relay needs Redis 7.0 or newer (its scripts "
         "declare flags); upgrade Redis"
     )
-    worker = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "threads"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    worker = worker_refusing(env)
     assert worker.returncode != 0
     assert "Redis 6.2.14 is too old" in worker.stderr
     assert "Traceback" not in worker.stderr

@@ -13,13 +13,12 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.processes import Worker, text, wait_for
+from tests.processes import Worker, read_message, text, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking_number, keys
 from vtex_relay.cli import cli
 from vtex_relay.jobs import Job
 from vtex_relay.keys import LINES, OrderRef
-from vtex_relay.messages import read_message
 from vtex_relay.ordering import Ordering
 from vtex_relay.sandbox import SandboxControl
 

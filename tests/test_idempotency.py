@@ -16,7 +16,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from tests.processes import Worker, text, wait_for
+from tests.processes import Worker, read_message, text, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 from vtex_relay.cli import cli
@@ -25,7 +25,7 @@ from vtex_relay.dead_letters import discard
 from vtex_relay.errors import InvalidJob, InvoiceConflict
 from vtex_relay.jobs import Attempt
 from vtex_relay.keys import OrderRef
-from vtex_relay.messages import QUEUE, read_message
+from vtex_relay.messages import QUEUE
 from vtex_relay.sandbox import SandboxControl
 
 ORDER = "o-1"

@@ -8,9 +8,9 @@ import json
 
 import redis
 
-from tests.processes import text
+from tests.processes import read_message, text
 from vtex_relay.jobs import Job
-from vtex_relay.messages import QUEUE, read_message
+from vtex_relay.messages import QUEUE
 from vtex_relay.ordering import Ordering
 from worker.app import app
 

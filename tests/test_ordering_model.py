@@ -55,6 +55,7 @@ from hypothesis.stateful import (
 )
 from pydantic_core import to_json
 
+from tests.processes import read_message
 from vtex_relay.jobs import Job
 from vtex_relay.keys import (
     DEAD,
@@ -67,7 +68,6 @@ from vtex_relay.keys import (
     account,
     text,
 )
-from vtex_relay.messages import read_message
 from vtex_relay.models import Kind
 from vtex_relay.ordering import Claim, Decision, Enqueued, Ordering
 

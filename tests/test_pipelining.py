@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 import redis
 
+from tests.processes import read_message
 from vtex_relay.jobs import Job
 from vtex_relay.keys import OrderRef
-from vtex_relay.messages import read_message
 from vtex_relay.ordering import Enqueued, Ordering
 from vtex_relay.pipelining import Command, overlapped
 

@@ -2,9 +2,9 @@
 
 import redis
 
+from tests.processes import read_message
 from vtex_relay.jobs import Job
 from vtex_relay.keys import OrderRef
-from vtex_relay.messages import read_message
 from vtex_relay.ordering import Ordering
 
 QUEUE = "test-sweep"

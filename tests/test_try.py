@@ -19,13 +19,12 @@ import tasks.delivery
 import worker.app
 from tests.conftest import APP_KEY, APP_TOKEN, SANDBOX_URL
 from tests.fake_vtex import FakeVtex, delivered, order_then, respond, settings
-from tests.processes import wait_for
+from tests.processes import read_message, wait_for
 from vtex_relay import delivery
 from vtex_relay.delivery import Result, Try, decide, run
 from vtex_relay.errors import JobDead, LeaseExpired, RetryableError
 from vtex_relay.jobs import Attempt, Job
 from vtex_relay.keys import DEAD, LEASES, OrderRef, text
-from vtex_relay.messages import read_message
 from vtex_relay.oms_client import OmsClient
 from vtex_relay.ordering import Claim, Ordering
 from vtex_relay.producer import build_job

@@ -6,7 +6,7 @@ says otherwise); 2 bad input, an unknown or not-dead job or order, bad settings.
 """
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -36,6 +36,25 @@ def fail(code: int, first: str, *more: str) -> NoReturn:
     """Print ``vtex-relay: FIRST`` and the *more* lines on stderr; exit with *code*."""
     click.echo("\n".join([f"vtex-relay: {first}", *more]), err=True)
     sys.exit(code)
+
+
+def listening(port: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The ``--host`` (127.0.0.1) and ``--port`` (*port*; 0: any free one) of a command that
+    listens: ``serve``, ``metrics``."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option(
+            "--port",
+            default=port,
+            show_default=True,
+            type=click.IntRange(0, 65535),
+            help="Port (0: any free port).",
+        )(command)
+        return click.option(
+            "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
+        )(command)
+
+    return decorate
 
 
 # A table cell longer than this is cut: the whole text is in `dlq show` and `--json`.

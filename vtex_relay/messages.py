@@ -14,10 +14,8 @@ name and id, keyword arguments, delivery tag). The body is JSON text, not base64
 against what kombu writes and has kombu read it back.
 """
 
-import json
 import re
 from functools import lru_cache
-from typing import Any
 
 from celery import Celery
 from pydantic_core import to_json
@@ -106,10 +104,3 @@ local function build_message(task, job_id, tag, ref, number, enqueued_at, body)
   return table.concat({{{", ".join(parts)}}})
 end
 """
-
-
-def read_message(raw: bytes | str) -> tuple[str, dict[str, Any]]:
-    """The task name and keyword arguments of a queued message (for tests and operators)."""
-    message = json.loads(raw)
-    _args, kwargs, _embed = json.loads(message["body"])
-    return message["headers"]["task"], kwargs

@@ -9,7 +9,7 @@ import click
 from prometheus_client import CollectorRegistry, start_http_server
 
 from vtex_relay import connections
-from vtex_relay.console import clean_errors, fail
+from vtex_relay.console import clean_errors, fail, listening
 from vtex_relay.health import Health, check
 from vtex_relay.metrics import RedisCollector
 from vtex_relay.operator_cli import json_option, operator_client
@@ -52,14 +52,7 @@ def _json(found: Health) -> dict[str, object]:
 
 
 @click.command("metrics")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option(
-    "--port",
-    default=9808,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port (0: any free port).",
-)
+@listening(9808)
 def metrics(host: str, port: int) -> None:
     """Serve the relay's metrics at /metrics in Prometheus' text format, read from Redis at
     each scrape (the intake serves the same at its own /metrics)."""

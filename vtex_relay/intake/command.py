@@ -8,20 +8,13 @@ import click
 from redis.exceptions import RedisError
 
 from vtex_relay import connections, redaction
-from vtex_relay.console import clean_errors
+from vtex_relay.console import clean_errors, listening
 from vtex_relay.intake.app import run
 from vtex_relay.settings import Settings, get_settings
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option(
-    "--port",
-    default=8080,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port (0: any free port).",
-)
+@listening(8080)
 def serve(host: str, port: int) -> None:
     """Accept VTEX's invoice and tracking calls over HTTP and enqueue them (see README)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
