@@ -1,4 +1,5 @@
-"""docs/delivery.md stays true to the scripts: its diagram names the job states they write."""
+"""The docs stay true to the code: docs/delivery.md's diagram names the job states the scripts
+write, and README's configuration table lists every setting with its default."""
 
 import re
 from importlib import resources
@@ -33,3 +34,37 @@ def test_the_diagram_names_the_states_the_scripts_write() -> None:
     live = {"queued", "waiting", "ready", "running", "throttled", "retrying", "dead"}
     assert live | {"done"} <= written
     assert _diagram_states() == written
+
+
+ROW = re.compile(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", re.MULTILINE)
+
+
+def _shown(default: str) -> object:
+    """A default as the README's table writes it, as a value."""
+    text = default.strip().strip("`")
+    if text == "—":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    if text in ("{}", "[]"):
+        return {} if text == "{}" else []
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def test_the_settings_table_is_the_settings() -> None:
+    """README's configuration table has a row for each setting, with its default."""
+    from vtex_relay.settings import Settings
+
+    rows = dict(ROW.findall((ROOT / "README.md").read_text()))
+    assert set(rows) == {name.upper() for name in Settings.model_fields}
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        expected = (
+            float(default)
+            if isinstance(default, int | float) and default is not True and default is not False
+            else default
+        )
+        assert _shown(rows[name.upper()]) == expected, name
