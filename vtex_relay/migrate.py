@@ -25,6 +25,9 @@ def migrate(client: "redis.Redis") -> str:
         return f"already at layout {LAYOUT}: nothing to do"
     if stamp is not None:
         raise ConfigurationError(f"no migration from layout {text(stamp)} to {LAYOUT}")
+    if not client.exists(keys.ACCOUNTS):
+        client.set(keys.LAYOUT, LAYOUT)
+        return f"no vtex-relay data yet: stamped layout {LAYOUT}"
     for key in client.scan_iter(match=f"{keys.PREFIX}:{{*}}:job:*", count=1000, _type="hash"):
         if client.hexists(key, "message"):
             raise ConfigurationError(
