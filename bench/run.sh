@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the benchmark (vtex-relay vs plain Celery) on Redis and a sandbox of its own.
 # Arguments go to `python -m bench` (e.g. --quick). The table is also written to bench/results.md;
-# then `python -m bench.intake` writes the intake's to bench/intake.md.
+# then bench.metrics_cost, bench.durability and bench.intake write theirs (bench/*.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=../scripts/bootstrap.sh
@@ -13,5 +13,9 @@ if ! command -v wrk >/dev/null 2>&1; then  # the intake's load generator (bench/
   $sudo apt-get install -y -qq wrk >/dev/null
 fi
 .venv/bin/python -m bench "$@"
+# What the metrics cost (a scrape at 1,000 accounts; worker CPU with and without them):
+# bench/metrics.md. What each durability setting costs in enqueue rate: bench/durability.md.
+.venv/bin/python -m bench.metrics_cost
+.venv/bin/python -m bench.durability
 # The HTTP intake against the Python API, in the same run: bench/intake.md.
 exec .venv/bin/python -m bench.intake
