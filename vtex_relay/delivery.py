@@ -36,6 +36,7 @@ from vtex_relay.backoff import retry_delay
 from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError, UnknownAccount
 from vtex_relay.jobs import Attempt, Job, Outcome
 from vtex_relay.keys import OrderRef
+from vtex_relay.ledgers import delivered_invoices
 from vtex_relay.metrics import Tally
 from vtex_relay.models import Receipt
 from vtex_relay.oms_client import OmsClient
@@ -116,13 +117,13 @@ def run(
         return Result("dropped", f"not run: the job is not ready ({claim.verdict} message)")
     unconfirmed = ordering.confirm()  # ENQUEUE_WAIT_*: the claim must outlive a failover
     if unconfirmed:
-        logger.warning("%s: not sent, the claim is %s", job.describe(), unconfirmed)
-        return Result("not-sent", f"not sent: the claim is {unconfirmed}")
+        logger.warning("%s: not sent, the claim is not confirmed %s", job.describe(), unconfirmed)
+        return Result("not-sent", f"not sent: the claim is not confirmed {unconfirmed}")
     if claim.hold > 0:
         time.sleep(claim.hold)  # up to a second, to go out at the job's rate-limit slot
     send_by = send_deadline(claimed_at, claim, settings)
     # What the relay has delivered of the order's other invoices: VTEX's GET may not show it yet.
-    posted = ordering.delivered_invoices(ref, job.job_id) if reads_first else None
+    posted = delivered_invoices(ordering.client, ref, job.job_id) if reads_first else None
     try:
         tried = decide(
             job,

@@ -1,8 +1,11 @@
-"""The orders' invoice ledgers, read ahead for a batch's checks: read-only, pipelined.
+"""The orders' invoice ledgers, read: ahead of a batch's checks, and by a try's order-total
+check. Read-only, pipelined.
 
 The enqueue script decides (``lua/enqueue.lua``); a batch reads the same keys first so that it
 can refuse a bad line before anything is enqueued (``vtex_relay.batch``). A job that an
-operator discarded counts as none, as in the script.
+operator discarded counts as none, as in the script. A try checking an invoice against the
+order's total counts the invoices the relay has delivered (``delivered_invoices``), which
+VTEX's GET order may not show yet (``vtex_relay.totals``).
 """
 
 from collections.abc import Sequence
@@ -75,3 +78,29 @@ def _alive(
         state = text(next(states) or b"done") if row is not None else "discarded"
         found.append(None if row is None or state == "discarded" else (*row, state))
     return found
+
+
+def delivered_invoices(
+    client: "redis.Redis", ref: OrderRef, but: str
+) -> dict[str, tuple[str, int]]:
+    """The order's invoices that the relay has delivered, but job *but*'s: invoice number ->
+    (type, value in cents). A job done or gone (its record expired after delivery) counts; one
+    waiting, dead or discarded does not. One round trip, two when the order has other
+    invoices; made only for an invoice whose total is checked."""
+    ledger = client.hgetall(ref.key("invoices"))
+    entries = []
+    for number, entry in ledger.items():
+        job_id, _digest, kind, value = [*text(entry).split(" "), "", "", ""][:4]
+        if job_id != but and kind in ("Output", "Input") and value.isdigit():
+            entries.append((text(number), job_id, kind, int(value)))
+    if not entries:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for _number, job_id, _kind, _value in entries:
+        pipe.hget(ref.job_key(job_id), "state")
+    states = pipe.execute()
+    return {
+        number: (kind, value)
+        for (number, _job, kind, value), state in zip(entries, states, strict=True)
+        if text(state or b"done") == "done"
+    }

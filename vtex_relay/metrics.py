@@ -28,6 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from vtex_relay import keys
+from vtex_relay.account_status import account_statuses
 from vtex_relay.errors import OmsError
 from vtex_relay.keys import text
 from vtex_relay.settings import Settings
@@ -82,7 +83,9 @@ def _bucket(seconds: float) -> str:
 
 
 class RedisCollector(Collector):
-    """Reads the relay's state from Redis at each scrape, in one pipelined round trip."""
+    """Reads the relay's state from Redis at each scrape: the accounts view
+    (``account_statuses``), then the heads, counters and process-wide keys, in two pipelined
+    round trips."""
 
     def __init__(self, client: "redis.Redis", settings: Settings) -> None:
         self.client = client
@@ -103,21 +106,16 @@ class RedisCollector(Collector):
         yield from families
 
     def _read(self) -> Iterator[Metric]:
-        client = self.client
-        seen = {text(name) for name in client.smembers(keys.ACCOUNTS)}
-        names = sorted(seen | set(self.settings.configured()) | _default(self.settings))
-        with client.pipeline(transaction=False) as pipe:
+        # The jobs by state are what `vtex-relay accounts` shows: read, and derived, there.
+        statuses = account_statuses(self.client, self.settings)
+        with self.client.pipeline(transaction=False) as pipe:
             pipe.time()
             pipe.zrange(keys.WORKERS, 0, -1, withscores=True)
             pipe.get(keys.SWEPT)
             pipe.hgetall(keys.DURATIONS)
-            for name in names:
-                pipe.hgetall(keys.account(name, "jobs"))
-                pipe.llen(keys.account(name, "line"))
-                pipe.scard(keys.account(name, "out"))
-                pipe.get(keys.account(name, "pause"))
-                pipe.zrange(keys.account(name, "heads"), 0, 0, withscores=True)
-                pipe.hgetall(keys.account(name, "stats"))
+            for status in statuses:
+                pipe.zrange(keys.account(status.account, "heads"), 0, 0, withscores=True)
+                pipe.hgetall(keys.account(status.account, "stats"))
             replies = pipe.execute()
         (seconds, micros), workers, swept, durations = replies[:4]
         now = seconds + micros / 1e6
@@ -141,24 +139,18 @@ class RedisCollector(Collector):
             labels=["account"],
         )
         counters = _Counters()
-        for index, name in enumerate(names):
-            raw, in_line, out, pause, head, stats = replies[4 + 6 * index : 10 + 6 * index]
-            counts = {text(k): int(v) for k, v in raw.items()}
-            queued = counts.get("queued", 0) - counts.get("held", 0)
-            by_state = {state: counts.get(state, 0) for state in STATES}
-            by_state.update(waiting=queued + in_line, ready=out)
+        for index, status in enumerate(statuses):
+            name = status.account
+            head, stats = replies[4 + 2 * index : 6 + 2 * index]
             for state in STATES:
-                jobs.add_metric([name, state], by_state[state])
-            held.add_metric([name], counts.get("dead", 0))  # a dead job holds its order
+                jobs.add_metric([name, state], getattr(status, state))
+            held.add_metric([name], status.dead)  # a dead job holds its order
             oldest.add_metric([name], max(now - head[0][1], 0.0) if head else 0.0)
-            paused.add_metric([name], max(float(pause or 0) - now, 0.0))
+            until = status.paused_until.timestamp() if status.paused_until else 0.0
+            paused.add_metric([name], max(until - now, 0.0))
             counters.add(name, stats)
         yield from (jobs, held, oldest, paused)
         yield from counters.families()
-
-
-def _default(settings: Settings) -> set[str]:
-    return {settings.vtex_account} if settings.vtex_account else set()
 
 
 def _process_wide(

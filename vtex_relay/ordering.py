@@ -178,7 +178,7 @@ class Ordering:
             for job, reply in zip(chunk, replies, strict=False):
                 result = _enqueued(job, reply)
                 if unconfirmed and result.verdict in ("enqueued", "duplicate"):
-                    result = Enqueued("failed", job.job_id, state=unconfirmed)
+                    result = Enqueued("failed", job.job_id, state=f"UNCONFIRMED {unconfirmed}")
                 yield job, result
 
     def _unconfirmed(self, replies: list[Any]) -> str | None:
@@ -186,17 +186,14 @@ class Ordering:
         batch; None if they do (or none are asked)."""
         for command, reply in zip(self.confirming, replies, strict=True):
             if isinstance(reply, redis.ResponseError):
-                return f"UNCONFIRMED {command[0]} failed: {reply}"
+                return f"{command[0]} failed: {reply}"
             if command[0] == "WAIT" and int(reply) < self.wait_replicas:
                 return (
-                    f"UNCONFIRMED by {int(reply)} of {self.wait_replicas} replica(s) within "
+                    f"by {int(reply)} of {self.wait_replicas} replica(s) within "
                     f"{self.wait_timeout_ms} ms (ENQUEUE_WAIT_REPLICAS)"
                 )
             if command[0] == "WAITAOF" and int(reply[0]) < 1:
-                return (
-                    f"UNCONFIRMED: not in the AOF on disk within {self.wait_timeout_ms} ms "
-                    "(ENQUEUE_WAIT_AOF)"
-                )
+                return f"by the AOF on disk within {self.wait_timeout_ms} ms (ENQUEUE_WAIT_AOF)"
         return None
 
     def confirm(self) -> str | None:
@@ -333,27 +330,6 @@ class Ordering:
             ],
         )
         return text(reply) == "ok"
-
-    def delivered_invoices(self, ref: OrderRef, but: str) -> dict[str, tuple[str, int]]:
-        """The order's invoices that the relay has delivered, but job *but*'s, from its ledger:
-        invoice number -> (type, value in cents). A job done or gone (its record expired
-        after delivery) counts; one waiting, dead or discarded does not. Two round trips,
-        made only for an invoice whose total is checked."""
-        ledger = self.client.hgetall(ref.key("invoices"))
-        entries = []
-        for number, entry in ledger.items():
-            job_id, _digest, kind, value = [*text(entry).split(" "), "", "", ""][:4]
-            if job_id != but and kind in ("Output", "Input") and value.isdigit():
-                entries.append((text(number), job_id, kind, int(value)))
-        pipe = self.client.pipeline(transaction=False)
-        for _number, job_id, _kind, _value in entries:
-            pipe.hget(ref.job_key(job_id), "state")
-        states = pipe.execute() if entries else []
-        return {
-            number: (kind, value)
-            for (number, _job, kind, value), state in zip(entries, states, strict=True)
-            if text(state or b"done") == "done"
-        }
 
     def sweep(self, lost_after: float, limit: int = 2000, worker: str = "") -> "Swept":
         """Give their turn back to due retries and throttled jobs whose slot is near, recover
