@@ -16,13 +16,19 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from tests.fake_vtex import FakeVtex
+from tests.fake_vtex import settings as fake_settings
 from tests.intake_support import CREDENTIALS, INVOICE, ORDER
 from tests.processes import ROOT, RedisServer, Worker, free_port, wait_for
 from tests.seed import invoice
 from vtex_relay import connections, enqueue_invoice
 from vtex_relay.cli import cli
+from vtex_relay.dead_letters import list_dead, order_status
+from vtex_relay.delivery import run
 from vtex_relay.errors import QueueUnavailable
 from vtex_relay.keys import LAYOUT, OrderRef
+from vtex_relay.ordering import Ordering
+from vtex_relay.producer import build_job
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import get_settings
 from vtex_relay.testing import Intake
@@ -323,3 +329,54 @@ def test_the_previous_layout_is_refused_then_migrated(
         assert redis_client.zcard("vr:account:teststore:heads") == 0
     finally:
         connections.ordering.cache_clear()
+
+
+# --- no send without a confirmed claim; no half-done script ------------------------------------
+
+
+def test_a_claim_not_confirmed_sends_nothing(redis_client: redis.Redis) -> None:
+    """With ENQUEUE_WAIT_REPLICAS and no replica to confirm the claim, the worker does not call
+    VTEX: a failover could hand the job to another worker, which would not reconcile."""
+    job = build_job("invoice", "o-claim", invoice("NF-1"), account="teststore")
+    list(Ordering(redis_client).enqueue([job]))
+    waiting = Ordering(redis_client, wait_replicas=1, wait_timeout_ms=50)
+    vtex = FakeVtex()
+    with vtex.client(fake_settings()) as client:
+        result = run(job, client=client, ordering=waiting, settings=fake_settings())
+    assert result.ending == "not-sent"
+    assert result.text == (
+        "not sent: the claim is not confirmed by 0 of 1 replica(s) within 50 ms "
+        "(ENQUEUE_WAIT_REPLICAS)"
+    )
+    assert vtex.requests == []
+
+
+def test_a_job_without_its_body_ends_dead_and_the_script_that_met_it_completes(
+    redis_client: redis.Redis,
+) -> None:
+    """Data of an earlier layout (a job without its body) never fails a script half-way: the
+    pump that meets it dead-letters it, saying why; a replay of it is refused, nothing changed."""
+    ordering = Ordering(redis_client)
+    first, second = (
+        build_job("invoice", f"o-body{n}", invoice(f"NF-{n}"), account="teststore")
+        for n in range(2)
+    )
+    list(ordering.enqueue([first]))
+    # The second waits in the account's line (the first holds the window of one).
+    small = Ordering(redis_client, window=1)
+    list(small.enqueue([second]))
+    ref = OrderRef.of(second)
+    redis_client.delete(ref.body_key(second.job_id))
+    token = "t-1"
+    assert small.claim(OrderRef.of(first), first.job_id, token, 30).verdict == "run"
+    # The claim pumped the line: the bodyless job is dead, with the reason, not pushed.
+    status = order_status(redis_client, ref)
+    assert status.jobs[0].state == "dead"
+    assert "the job has no body in Redis" in status.jobs[0].attempts[-1].message
+    assert [record.job_id for record in list_dead(redis_client)] == [second.job_id]
+    before = redis_client.hgetall(ref.job_key(second.job_id))
+    assert small.resolve(ref, second.job_id, "replay") == (
+        "dead, without its body (data of an earlier layout?): discard it"
+    )
+    assert redis_client.hgetall(ref.job_key(second.job_id)) == before
+    assert small.resolve(ref, second.job_id, "discard") is None

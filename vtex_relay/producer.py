@@ -246,7 +246,8 @@ def _redis_url() -> str:
 def refused_by_redis(error: str) -> str:
     """Redis's error reply to a script, said as what it is."""
     if error.startswith("UNCONFIRMED"):
-        return f"Redis at {_redis_url()} has the job, but it is not confirmed: {error[12:]}"
+        confirmed = error.removeprefix("UNCONFIRMED ")
+        return f"Redis at {_redis_url()} has the job, but it is not confirmed: {confirmed}"
     if error.startswith("OOM"):
         return f"Redis at {_redis_url()} is out of memory (maxmemory reached: {error})"
     return f"Redis at {_redis_url()} refused the job ({error})"
