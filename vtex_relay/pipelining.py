@@ -4,7 +4,7 @@ Written by hand because redis-py's ``Pipeline.execute`` sends a batch and then w
 of its replies, so a producer sits idle while Redis runs the batch, then Redis sits idle while
 the producer builds the next. Sending batch k+1 before reading batch k's replies keeps both
 busy on one connection, so Redis still runs every command in the order sent (the batch CLI's
-figures: README, Performance). A sender thread running ``Pipeline.execute`` is no better: its
+figures: docs/performance.md). A sender thread running ``Pipeline.execute`` is no better: its
 socket reads hand the GIL back and forth with the thread that builds the messages.
 
 Redis never blocks on a client that is slow to read (it buffers replies in memory), so sending
