@@ -29,7 +29,7 @@ from tests import chaos
 from tests.conftest import APP_KEY, APP_TOKEN
 from tests.processes import RedisServer, Worker, free_port, wait_for
 from vtex_relay import connections
-from vtex_relay.errors import QueueUnavailable
+from vtex_relay.errors import QueueUnavailable, UnknownOrder
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import get_settings
 from vtex_relay.testing import Child, Intake
@@ -183,6 +183,7 @@ def test_a_failover_under_load_loses_nothing_acknowledged(
     workers = [Worker(env, f"fw{n}").start() for n in range(2)]
     kill_after = rng.randrange(len(orders) // 4, len(orders) // 2)
     killed_at: list[float] = []
+    comeback: list[RedisServer] = []
 
     def produce(share: list[chaos.PlannedOrder], by_intake: bool) -> None:
         for order in share:
@@ -210,11 +211,15 @@ def test_a_failover_under_load_loses_nothing_acknowledged(
         primary.kill()
         killed_at.append(time.time())
         wait_for(
-            lambda: primary_port(cluster.sentinels[0]) == replica.port,
+            lambda: all(primary_port(s) == replica.port for s in cluster.sentinels),
             timeout=60,
-            what="the sentinels to promote the replica",
+            what="every sentinel to know the promoted replica",
         )
-        primary.start()  # back, empty: the sentinels make it the new primary's replica
+        # Back as the new primary's replica. Never as a primary: an empty primary that a
+        # sentinel still believed in could make the promoted replica resync from it, empty.
+        comeback.append(
+            RedisServer(primary.port, "--replicaof", "127.0.0.1", str(replica.port)).start()
+        )
         for thread in threads:
             thread.join(timeout=180)
         assert all(len(o.job_ids) == len(o.jobs) for o in orders), "a producer gave up"
@@ -222,8 +227,12 @@ def test_a_failover_under_load_loses_nothing_acknowledged(
 
         def stuck() -> str:
             logs = "\n".join(s.log()[-2000:] for s in cluster.sentinels)
-            roles = [server.client().info("replication") for server in (primary, replica)]
-            return f"{chaos.stuck_report(client, orders)}\nsentinels:\n{logs}\nroles: {roles}"
+            roles = [server.client().info("replication") for server in (replica, *comeback)]
+            try:
+                report = chaos.stuck_report(client, orders)
+            except UnknownOrder as exc:  # the promoted replica lost data: say what it holds
+                report = f"{exc}; the promoted replica holds {client.dbsize()} keys"
+            return f"{report}\nsentinels:\n{logs}\nroles: {roles}"
 
         wait_for(lambda: chaos.all_idle(client, orders), timeout=180, interval=0.2, what=stuck)
         requests = sandbox.requests()
@@ -246,3 +255,5 @@ def test_a_failover_under_load_loses_nothing_acknowledged(
         for worker in workers:
             worker.stop()
         intake.stop()
+        for server in comeback:
+            server.stop()
