@@ -27,7 +27,7 @@ from bench.harness import BenchError, stop_workers
 from bench.report import machine_line
 from bench.systems import RELAY_PROCFILE, System
 from bench.workload import ACCOUNT, jobs
-from vtex_relay.testing import start_workers, wait_for
+from tests.harness import start_workers, wait_for
 
 PLAIN = System("plain", 2, "threads", 64)
 SAMPLE = 200  # orders whose keys are measured one by one
@@ -43,7 +43,7 @@ def _enqueue(system: System, prefix: str, count: int) -> list[tuple[str, str]]:
             kwargs = {"account": ACCOUNT, "order_id": oid, "body": body}
             post_invoice.apply_async(kwargs=kwargs)
         return []
-    from vtex_relay.producer import build_job, enqueue_many
+    from vtex_relay.produce.api import build_job, enqueue_many
 
     pairs = list(jobs(prefix, count))
     results = enqueue_many(build_job("invoice", o, b, account=ACCOUNT) for o, b in pairs)
@@ -54,7 +54,7 @@ def _enqueue(system: System, prefix: str, count: int) -> list[tuple[str, str]]:
 
 def _settled(ctx: Context) -> None:
     """Until no vtex-relay job is live: the last finish script ran after the last POST."""
-    from vtex_relay.keys import account
+    from vtex_relay.store.keys import account
 
     client = ctx.redis()
 

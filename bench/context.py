@@ -12,8 +12,8 @@ import redis
 from bench.harness import BenchError, RedisServer, Sandbox
 from bench.procstats import cpu_seconds
 from bench.workload import ACCOUNT
+from tests.harness import wait_for
 from vtex_relay.sandbox.control import RecordedRequest, SandboxControl
-from vtex_relay.testing import wait_for
 
 
 @dataclass(frozen=True)

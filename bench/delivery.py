@@ -18,7 +18,7 @@ from bench.context import Context, info
 from bench.harness import BenchError, Worker, stop_workers
 from bench.procstats import cpu_seconds, machine_busy_seconds, rss_kb
 from bench.systems import System
-from vtex_relay.testing import start_workers
+from tests.harness import start_workers
 
 
 @dataclass

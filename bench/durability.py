@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bench.harness import RedisServer
 from bench.metrics_driver import BODY
+from tests.harness import wait_for
 from vtex_relay.jobs import Job
-from vtex_relay.ordering import Ordering
-from vtex_relay.testing import wait_for
+from vtex_relay.store.ordering import Ordering
 
 OUT = Path(__file__).with_name("durability.md")
 SINGLE, BATCH = 2_000, 10_000

@@ -1,4 +1,4 @@
-"""Processes for the benchmark: ``vtex_relay.testing``'s, failing with ``BenchError``.
+"""Processes for the benchmark: ``tests.harness``'s, failing with ``BenchError``.
 
 Every wait polls a condition until a deadline; every process started here is stopped by its
 owner's ``stop`` (callers use ``try``/``finally``). Nothing targets anything but 127.0.0.1.
@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from vtex_relay import testing
-from vtex_relay.testing import stop_all
+from tests import harness as testing
+from tests.harness import stop_all
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import intake_batch
 from bench.harness import ROOT, BenchError, RedisServer
-from vtex_relay.testing import Intake
+from tests.harness import Intake
 
 KEY, TOKEN = "vtexappkey-bench-INTAKE", "bench-token-not-a-secret"
 PARTS = ("requests", "batch")  # single-job POSTs under wrk; a batch request against the CLI

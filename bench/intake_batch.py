@@ -25,7 +25,7 @@ import redis
 
 from bench.harness import BenchError, cli_batch
 from bench.workload import write_batch
-from vtex_relay import keys
+from vtex_relay.store import keys
 
 HEADING = "## Batches: `POST /relay/batch` against `vtex-relay enqueue batch FILE`"
 

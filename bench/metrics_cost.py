@@ -38,9 +38,9 @@ def scrape_cost(accounts: int, jobs: int) -> list[str]:
         from prometheus_client import CollectorRegistry, generate_latest
 
         from vtex_relay.jobs import Job
-        from vtex_relay.metrics import RedisCollector
-        from vtex_relay.ordering import Ordering
+        from vtex_relay.ops.metrics import RedisCollector
         from vtex_relay.settings import Settings
+        from vtex_relay.store.ordering import Ordering
 
         client = redis_server.client()
         ordering = Ordering(client)

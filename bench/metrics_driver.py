@@ -1,7 +1,7 @@
 """One round of ``bench.metrics_cost``'s CPU comparison, run in the tree under test (``cwd``,
 ``PYTHONPATH``): a Redis, the sandbox and one worker of that tree; *jobs* invoices delivered;
 prints the worker's CPU seconds per job, from "ready" to the last delivery. It uses only what
-both trees have (``vtex_relay.testing``, ``Ordering.enqueue``), so it runs in either."""
+both trees have (``tests.harness``, ``Ordering.enqueue``), so it runs in either."""
 
 import os
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from vtex_relay.testing import RedisServer, Sandbox, Worker, wait_for
+from tests.harness import RedisServer, Sandbox, Worker, wait_for
 
 BODY = {
     "type": "Output",
@@ -39,7 +39,7 @@ def main(jobs: int) -> None:
         }
         os.environ.update(env)
         from vtex_relay.jobs import Job
-        from vtex_relay.ordering import Ordering
+        from vtex_relay.store.ordering import Ordering
 
         orders = (
             Job(kind="invoice", order_id=f"o-{n}", account="bench", body=BODY) for n in range(jobs)

@@ -26,7 +26,7 @@ from bench.harness import BenchError, stop_workers
 from bench.report import machine_line
 from bench.systems import RELAY_PROCFILE, System
 from bench.workload import invoice_body
-from vtex_relay.testing import start_workers
+from tests.harness import start_workers
 
 A, B = "noisya", "quietb"
 A_RATE, A_BURST = 100, 10
@@ -60,7 +60,7 @@ def _tracking(step: int) -> dict[str, Any]:
 
 
 def _relay_order(oid: str, tick: int) -> list[Any]:
-    from vtex_relay.producer import build_job
+    from vtex_relay.produce.api import build_job
 
     number = f"NF-{tick}"
     return [
@@ -84,7 +84,7 @@ def _enqueue_a(system: System, prefix: str, count: int) -> list[tuple[str, str]]
                 kwargs={"account": A, "order_id": oid, "body": invoice_body(i)}
             )
         return []
-    from vtex_relay.producer import build_job, enqueue_many
+    from vtex_relay.produce.api import build_job, enqueue_many
 
     oids = [f"{prefix}A-{i:07d}-01" for i in range(count)]
     results = enqueue_many(
@@ -98,7 +98,7 @@ def _enqueue_a(system: System, prefix: str, count: int) -> list[tuple[str, str]]
 def _produce_b(system: System, prefix: str, seconds: float) -> tuple[dict[str, float], float]:
     """B's open-loop producer: {order id: enqueue time} and its worst lag behind schedule."""
     from bench.plain_celery import post_invoice
-    from vtex_relay.producer import enqueue_many
+    from vtex_relay.produce.api import enqueue_many
 
     sent: dict[str, float] = {}
     lag = 0.0
@@ -128,7 +128,7 @@ def _produce_b(system: System, prefix: str, seconds: float) -> tuple[dict[str, f
 def _parks(ctx: Context, jobs: list[tuple[str, str]]) -> tuple[int, int]:
     """(A's jobs dispatched, A's claims that found it over its rate and parked the job):
     every dispatch after a job's first follows a park here (no faults), plus those parked now."""
-    from vtex_relay.keys import OrderRef
+    from vtex_relay.store.keys import OrderRef
 
     pipe = ctx.redis().pipeline(transaction=False)
     for oid, job_id in jobs:

@@ -32,7 +32,7 @@ from bench.procstats import cpu_seconds, machine_busy_seconds
 from bench.report import machine_line
 from bench.systems import RELAY_PROCFILE
 from bench.workload import ACCOUNT
-from vtex_relay.testing import start_workers, wait_for
+from tests.harness import start_workers, wait_for
 
 INVOICE: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parent.parent / "examples" / "invoice.json").read_text()
@@ -85,7 +85,7 @@ def _counts(ctx: Context) -> dict[str, int]:
 
 def _wait_posted(ctx: Context, count: int, timeout: float) -> None:
     """Until the sandbox applied *count* POSTs; fail at once on a refused POST or a dead job."""
-    from vtex_relay.keys import DEAD
+    from vtex_relay.store.keys import DEAD
 
     client = ctx.redis()
 
@@ -106,8 +106,8 @@ def _workers(ctx: Context, config: Config, tag: str) -> list[Worker]:
 
 def one_run(ctx: Context, config: Config, jobs: int) -> Run:
     from vtex_relay import enqueue_invoice
-    from vtex_relay.messages import QUEUE
-    from vtex_relay.producer import build_job, enqueue_many
+    from vtex_relay.produce.api import build_job, enqueue_many
+    from vtex_relay.store.messages import QUEUE
 
     since = ctx.fresh(config.latency_ms)
     prefix = ctx.prefix()

@@ -22,9 +22,9 @@ from bench.systems import (
     enqueue_relay_loop,
 )
 from bench.workload import ACCOUNT, order_id, write_batch
-from vtex_relay import keys
-from vtex_relay.messages import QUEUE as RELAY_QUEUE
-from vtex_relay.testing import start_workers
+from tests.harness import start_workers
+from vtex_relay.store import keys
+from vtex_relay.store.messages import QUEUE as RELAY_QUEUE
 
 # --- 1. enqueue rate -------------------------------------------------------------------------
 

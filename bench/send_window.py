@@ -1,7 +1,7 @@
 """``python -m bench.send_window``: how long a frozen worker could still send late.
 
 A worker checks its lease's send-by time as the last step before each write of a request to
-the socket (``vtex_relay.oms_client._SendBy``). What is left is the time from the last check
+the socket (``vtex_relay.deliver.oms._SendBy``). What is left is the time from the last check
 that passes to the moment the request's last byte is handed to the kernel: a freeze (SIGSTOP,
 a VM pause) inside that window, longer than the margin, lets the request leave late. This
 measures that window on the real client, for the guide's invoice POST, against a local HTTP
@@ -21,8 +21,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from config import Settings
-from vtex_relay import oms_client
-from vtex_relay.testing import JsonHandler
+from tests.harness import JsonHandler
+from vtex_relay.deliver import oms as oms_client
 
 REQUESTS = 5_000
 INVOICE = json.loads((Path(__file__).parent.parent / "examples" / "invoice.json").read_text())

@@ -40,7 +40,7 @@ class System:
     def queue(self) -> str:
         """The Redis list the workers consume."""
         from bench.plain_celery import QUEUE as PLAIN
-        from vtex_relay.messages import QUEUE as RELAY
+        from vtex_relay.store.messages import QUEUE as RELAY
 
         return RELAY if self.kind == "relay" else PLAIN
 
@@ -91,7 +91,7 @@ WATCHED = (
 
 
 def enqueue_relay_batch(prefix: str, count: int) -> tuple[int, float]:
-    from vtex_relay.producer import build_job, enqueue_many
+    from vtex_relay.produce.api import build_job, enqueue_many
 
     started = time.perf_counter()
     results = enqueue_many(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from vtex_relay.testing import wait_for
+from tests.harness import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """The three delivery tasks: ``invoice``, ``tracking-number`` and ``tracking``.
 
-Each runs one try of its job through ``vtex_relay.delivery.run`` (claim, call or reconcile,
+Each runs one try of its job through ``vtex_relay.deliver.attempt.run`` (claim, call or reconcile,
 decide, record: see there) with this process's OMS client, ordering scripts, settings and
 redactor. Celery acknowledged the message as the task started; the task's end only tells
 Flower what happened: SUCCESS, RETRY (with when) or FAILURE.
@@ -14,12 +14,12 @@ from celery.signals import worker_process_shutdown
 from celery.utils.log import get_task_logger
 
 from config import get_settings
-from vtex_relay.connections import ordering
-from vtex_relay.delivery import run
+from vtex_relay.deliver.attempt import run
+from vtex_relay.deliver.oms import OmsClient
 from vtex_relay.errors import JobDead, RetryableError
 from vtex_relay.jobs import Job
 from vtex_relay.models import Kind
-from vtex_relay.oms_client import OmsClient
+from vtex_relay.store.connections import ordering
 from worker.app import app, redact
 
 log = get_task_logger(__name__)

@@ -31,17 +31,17 @@ from typing import Any
 
 import redis
 
+from tests.harness import start_workers, stop_all
 from tests.processes import Worker
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
-from vtex_relay.account_status import account_statuses
-from vtex_relay.dead_letters import list_dead, order_status
-from vtex_relay.keys import DEAD, DELAYED, LEASES, OrderRef, text
-from vtex_relay.messages import QUEUE
-from vtex_relay.metrics import RedisCollector
 from vtex_relay.models import Kind
+from vtex_relay.ops.backlog import account_statuses
+from vtex_relay.ops.dead_letters import list_dead, order_status
+from vtex_relay.ops.metrics import RedisCollector
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
 from vtex_relay.settings import get_settings
-from vtex_relay.testing import start_workers, stop_all
+from vtex_relay.store.keys import DEAD, DELAYED, LEASES, OrderRef, text
+from vtex_relay.store.messages import QUEUE
 
 ACCOUNT = "teststore"
 # The orders are spread over three accounts sharing the workers: one rate-limited (RATED), and

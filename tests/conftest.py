@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.harness import Intake, Sandbox
 from tests.processes import ROOT, RedisServer, Worker, free_port
-from vtex_relay.testing import Intake, Sandbox
 
 REDIS_PORT = free_port()
 SANDBOX_PORT = free_port()

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from vtex_relay.oms_client import OmsClient
+from vtex_relay.deliver.oms import OmsClient
 from vtex_relay.settings import Settings
 
 APP_KEY = "vtexappkey-fake-ABC"

@@ -9,8 +9,8 @@ import redis
 
 from tests.conftest import APP_KEY, APP_TOKEN
 from tests.processes import ROOT
-from vtex_relay import dead_letters
-from vtex_relay.keys import OrderRef
+from vtex_relay.ops import dead_letters
+from vtex_relay.store.keys import OrderRef
 
 EXAMPLES = ROOT / "examples"
 INVOICE: dict[str, Any] = json.loads((EXAMPLES / "invoice.json").read_text())

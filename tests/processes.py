@@ -1,4 +1,4 @@
-"""Real processes for the tests: ``vtex_relay.testing``'s, run from the repository.
+"""Real processes for the tests: ``tests.harness``'s, run from the repository.
 
 Nothing here sleeps to synchronise: every wait polls a condition until a deadline.
 """
@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vtex_relay import testing
-from vtex_relay.keys import text
-from vtex_relay.testing import RedisServer, free_port, wait_for
+from tests import harness as testing
+from tests.harness import RedisServer, free_port, wait_for
+from vtex_relay.store.keys import text
 
 __all__ = ["ROOT", "RedisServer", "Worker", "free_port", "read_message", "text", "wait_for"]
 

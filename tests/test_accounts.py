@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from tests.processes import ROOT
 from vtex_relay import credentials as credentials_module
 from vtex_relay import enqueue_invoice
-from vtex_relay.cli import cli
+from vtex_relay.cli.main import cli
 from vtex_relay.errors import ConfigurationError, InvalidJob, UnknownAccount
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Credentials, Rate, Settings, get_settings

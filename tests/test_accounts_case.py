@@ -12,10 +12,11 @@ from click.testing import CliRunner, Result
 
 from config import Settings
 from tests.processes import text
-from vtex_relay import enqueue_invoice, keys
-from vtex_relay.cli import cli
+from vtex_relay import enqueue_invoice
+from vtex_relay.cli.main import cli
 from vtex_relay.errors import InvoiceConflict
-from vtex_relay.keys import OrderRef
+from vtex_relay.store import keys
+from vtex_relay.store.keys import OrderRef
 
 INVOICE = {
     "type": "Output",

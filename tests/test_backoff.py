@@ -3,7 +3,7 @@ VTEX's Retry-After."""
 
 import pytest
 
-from vtex_relay.backoff import retry_delay
+from vtex_relay.deliver.backoff import retry_delay
 
 DRAWS = 2000
 BASE, CAP = 1.0, 300.0  # the settings' defaults (RETRY_BACKOFF_BASE, RETRY_BACKOFF_MAX)

@@ -27,13 +27,14 @@ from click.testing import CliRunner, Result
 
 from tests.processes import ROOT, RedisServer, free_port, read_message, text, wait_for
 from tests.seed import invoice
-from vtex_relay import enqueue_tracking, keys
-from vtex_relay.cli import cli
-from vtex_relay.dead_letters import order_status
+from vtex_relay import enqueue_tracking
+from vtex_relay.cli.main import cli
 from vtex_relay.errors import QueueUnavailable, UnknownOrder
-from vtex_relay.keys import OrderRef
-from vtex_relay.messages import QUEUE
-from vtex_relay.producer import build_job
+from vtex_relay.ops.dead_letters import order_status
+from vtex_relay.produce.api import build_job
+from vtex_relay.store import keys
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.messages import QUEUE
 
 pytestmark = pytest.mark.processes  # Redis servers of their own
 

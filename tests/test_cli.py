@@ -15,9 +15,9 @@ import redis
 from click.testing import CliRunner, Result
 
 from tests.processes import ROOT, free_port, read_message, text
-from vtex_relay.cli import cli
-from vtex_relay.keys import OrderRef, account
-from vtex_relay.messages import QUEUE
+from vtex_relay.cli.main import cli
+from vtex_relay.store.keys import OrderRef, account
+from vtex_relay.store.messages import QUEUE
 
 EXAMPLES = ROOT / "examples"
 INVOICE = json.loads((EXAMPLES / "invoice.json").read_text())

@@ -9,8 +9,8 @@ import redis
 
 from tests.seed import invoice
 from vtex_relay.jobs import Attempt, Job
-from vtex_relay.keys import OrderRef
-from vtex_relay.ordering import Ordering
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.ordering import Ordering
 
 # Commands a job. Measured 77.0 when this test was written (enqueue 36, claim 22, finish 19,
 # each script's own commands included); issue 22 brings it down, and this down with it.

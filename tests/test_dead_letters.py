@@ -17,11 +17,11 @@ from click.testing import CliRunner, Result
 
 from config import get_settings
 from tests.processes import free_port, read_message
+from vtex_relay.cli.dlq import dlq, order
 from vtex_relay.jobs import Attempt, Job
-from vtex_relay.keys import DEAD, DISCARDED, OrderRef
-from vtex_relay.messages import QUEUE
-from vtex_relay.operator_cli import dlq, order
-from vtex_relay.ordering import Decision, Ordering
+from vtex_relay.store.keys import DEAD, DISCARDED, OrderRef
+from vtex_relay.store.messages import QUEUE
+from vtex_relay.store.ordering import Decision, Ordering
 
 ACCOUNT = "teststore"
 ORDER = "1172452900788-01"

@@ -20,7 +20,7 @@ def _diagram_states() -> set[str]:
 
 
 def _written_states() -> set[str]:
-    folder = resources.files("vtex_relay") / "lua"
+    folder = resources.files("vtex_relay.store") / "lua"
     found: set[str] = set()
     for script in folder.iterdir():
         if script.name.endswith(".lua"):

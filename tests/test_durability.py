@@ -18,20 +18,21 @@ from click.testing import CliRunner
 
 from tests.fake_vtex import FakeVtex
 from tests.fake_vtex import settings as fake_settings
+from tests.harness import Intake
 from tests.intake_support import CREDENTIALS, INVOICE, ORDER
 from tests.processes import ROOT, RedisServer, Worker, free_port, wait_for
 from tests.seed import invoice
-from vtex_relay import connections, enqueue_invoice
-from vtex_relay.cli import cli
-from vtex_relay.dead_letters import list_dead, order_status
-from vtex_relay.delivery import run
+from vtex_relay import enqueue_invoice
+from vtex_relay.cli.main import cli
+from vtex_relay.deliver.attempt import run
 from vtex_relay.errors import QueueUnavailable
-from vtex_relay.keys import LAYOUT, OrderRef
-from vtex_relay.ordering import Ordering
-from vtex_relay.producer import build_job
+from vtex_relay.ops.dead_letters import list_dead, order_status
+from vtex_relay.produce.api import build_job
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import get_settings
-from vtex_relay.testing import Intake
+from vtex_relay.store import connections
+from vtex_relay.store.keys import LAYOUT, OrderRef
+from vtex_relay.store.ordering import Ordering
 
 pytestmark = pytest.mark.processes  # Redis servers of their own
 

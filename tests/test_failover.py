@@ -27,12 +27,12 @@ import redis
 
 from tests import chaos
 from tests.conftest import APP_KEY, APP_TOKEN
+from tests.harness import Child, Intake
 from tests.processes import RedisServer, Worker, free_port, wait_for
-from vtex_relay import connections
 from vtex_relay.errors import QueueUnavailable, UnknownOrder
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import get_settings
-from vtex_relay.testing import Child, Intake
+from vtex_relay.store import connections
 
 pytestmark = pytest.mark.processes  # Redis servers of their own
 

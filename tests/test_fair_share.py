@@ -15,12 +15,13 @@ from click.testing import CliRunner
 
 from tests.processes import Worker, read_message, text, wait_for
 from tests.seed import invoice
-from vtex_relay import enqueue_invoice, enqueue_tracking_number, keys
-from vtex_relay.cli import cli
+from vtex_relay import enqueue_invoice, enqueue_tracking_number
+from vtex_relay.cli.main import cli
 from vtex_relay.jobs import Job
-from vtex_relay.keys import LINES, OrderRef
-from vtex_relay.ordering import Ordering
 from vtex_relay.sandbox import SandboxControl
+from vtex_relay.store import keys
+from vtex_relay.store.keys import LINES, OrderRef
+from vtex_relay.store.ordering import Ordering
 
 QUEUE = "test-fair-share"
 

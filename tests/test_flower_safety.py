@@ -14,8 +14,8 @@ import httpx
 import psutil
 import pytest
 
+from tests.harness import Child
 from tests.processes import ROOT, free_port
-from vtex_relay.testing import Child
 
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.app", "flower"]
 

@@ -21,9 +21,9 @@ from celery.events.state import State, Task
 from tests.processes import Worker, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking_number
-from vtex_relay.keys import OrderRef
-from vtex_relay.messages import QUEUE
 from vtex_relay.sandbox import SandboxControl
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.messages import QUEUE
 from worker.app import app
 
 

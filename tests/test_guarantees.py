@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from tests.processes import Worker, text, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
-from vtex_relay.cli import cli
-from vtex_relay.keys import OrderRef
-from vtex_relay.messages import QUEUE
+from vtex_relay.cli.main import cli
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.messages import QUEUE
 
 OMS = "/api/oms/pvt/orders"
 

@@ -13,9 +13,9 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
+from tests.harness import Intake
 from tests.processes import RedisServer, Worker, wait_for
-from vtex_relay.cli import cli
-from vtex_relay.testing import Intake
+from vtex_relay.cli.main import cli
 
 TIMEOUT = 2  # HEARTBEAT_TIMEOUT for these tests (default 30 s)
 

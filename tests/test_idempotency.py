@@ -19,14 +19,14 @@ from click.testing import CliRunner, Result
 from tests.processes import Worker, read_message, text, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
-from vtex_relay.cli import cli
-from vtex_relay.connections import ordering
-from vtex_relay.dead_letters import discard
+from vtex_relay.cli.main import cli
 from vtex_relay.errors import InvalidJob, InvoiceConflict
 from vtex_relay.jobs import Attempt
-from vtex_relay.keys import OrderRef
-from vtex_relay.messages import QUEUE
+from vtex_relay.ops.dead_letters import discard
 from vtex_relay.sandbox import SandboxControl
+from vtex_relay.store.connections import ordering
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.messages import QUEUE
 
 ORDER = "o-1"
 NUMBER = "NF-1"

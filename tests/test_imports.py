@@ -95,3 +95,28 @@ def test_the_public_api() -> None:
         member = getattr(vtex_relay, name)
         assert member.__module__.startswith("vtex_relay."), name
     assert {n for n in dir(vtex_relay) if not n.startswith("_")} >= set(vtex_relay.__all__)
+
+
+# The library's rooms, from the bottom up: a module imports only from its own room or rooms
+# below it (the top-level modules ``settings``, ``errors``, ``models``... are the ground floor).
+ROOMS = ("", "store", "produce deliver", "ops", "intake sandbox", "cli")
+
+
+def _rank(name: str) -> int:
+    parts = name.split(".")
+    room = parts[1] if len(parts) > 2 or (len(parts) == 2 and f"{name}.x" in _PACKAGES) else ""
+    return next(i for i, names in enumerate(ROOMS) if room in names.split() or room == names)
+
+
+_PACKAGES = {f"{name}.x" for name, path in MODULES.items() if path.name == "__init__.py"}
+
+
+def test_each_room_imports_only_from_rooms_below_it() -> None:
+    wrong = [
+        f"{name} imports {imported}"
+        for name, path in MODULES.items()
+        if name.startswith("vtex_relay.") and name != "vtex_relay.__main__"
+        for imported in _imports(path, top_level_only=False)
+        if imported.startswith("vtex_relay.") and _rank(imported) > _rank(name)
+    ]
+    assert not wrong, wrong

@@ -20,9 +20,9 @@ from config import get_settings
 from tests.conftest import APP_TOKEN
 from tests.processes import ROOT
 from vtex_relay import enqueue_invoice, enqueue_tracking
-from vtex_relay.cli import cli
+from vtex_relay.cli.main import cli
 from vtex_relay.errors import InvalidJob
-from vtex_relay.producer import build_job
+from vtex_relay.produce.api import build_job
 
 INVOICE = {
     "type": "Output",

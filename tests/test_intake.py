@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from tests.conftest import APP_TOKEN
+from tests.harness import Intake
 from tests.intake_support import (
     INVOICE,
     ORDER,
@@ -19,10 +20,9 @@ from tests.intake_support import (
     post_invoice,
 )
 from tests.processes import RedisServer, Worker, wait_for
-from vtex_relay import dead_letters
-from vtex_relay.keys import OrderRef
+from vtex_relay.ops import dead_letters
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
-from vtex_relay.testing import Intake
+from vtex_relay.store.keys import OrderRef
 
 
 def test_the_three_calls_reach_vtex_as_the_erp_sent_them(

@@ -9,11 +9,11 @@ import httpx
 import pytest
 import redis
 
+from tests.harness import Intake
 from tests.intake_support import INVOICE, ORDER, client, jobs_of, vtex_error
 from tests.processes import ROOT
-from vtex_relay.intake.accounts import account_of
+from vtex_relay.intake.hosts import account_of
 from vtex_relay.settings import Settings
-from vtex_relay.testing import Intake
 
 RELAY = "relay.lojaexemplo.com.br"
 

@@ -12,13 +12,13 @@ import redis
 from pydantic import SecretStr
 
 from tests.conftest import APP_KEY, APP_TOKEN
+from tests.harness import Intake
 from tests.intake_support import INVOICE, ORDER, post_invoice, vtex_error
 from tests.processes import free_port, wait_for
 from vtex_relay.errors import UnknownAccount
 from vtex_relay.intake.app import run
 from vtex_relay.intake.auth import UNAUTHORISED
 from vtex_relay.settings import Credentials, Settings
-from vtex_relay.testing import Intake
 
 OWN = {
     "storea": Credentials("key-a", SecretStr("token-a-secret")),

@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from tests.conftest import APP_KEY, APP_TOKEN
+from tests.harness import Intake
 from tests.intake_support import INVOICE, ORDER
 from tests.processes import ROOT, RedisServer, wait_for
-from vtex_relay.testing import Intake
 
 MAX_CONNECTIONS = 5
 MAX_HEADER_BYTES = 2_048

@@ -15,13 +15,13 @@ import httpx
 import pytest
 
 from tests.conftest import SANDBOX_URL
+from tests.harness import Intake
 from tests.intake_support import CREDENTIALS, ORDER, client, vtex_error
 from tests.processes import ROOT
 from vtex_relay.intake.answers import Refusal
 from vtex_relay.intake.passthrough import Passthrough
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import Settings
-from vtex_relay.testing import Intake
 
 # About 400 KB of JSON: an order of 1,000 items, more than any one read of a socket returns.
 ITEMS = [

@@ -8,7 +8,7 @@ import redis
 from jsonschema import Draft202012Validator
 
 from tests.intake_support import INVOICE, TRACKING_NUMBER, client, vtex_error
-from vtex_relay.intake import openapi, paths
+from vtex_relay.intake import openapi, routes
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
@@ -67,7 +67,7 @@ def test_the_openapi_document_is_valid_and_lists_every_route(intake: str) -> Non
     for schema in document["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
     served = set()
-    for template, methods in paths.TEMPLATES:
+    for template, methods in routes.TEMPLATES:
         names = iter(("{orderId}", "{invoiceNumber}") if template[0] == "api" else ("{x}",))
         path = "/" + "/".join(part if part else next(names) for part in template)
         served |= {(path, method.lower()) for method in methods}

@@ -12,10 +12,10 @@ from click.testing import CliRunner, Result
 
 from tests.processes import text
 from vtex_relay import enqueue_invoice, enqueue_tracking_number
-from vtex_relay.cli import cli
+from vtex_relay.cli.main import cli
 from vtex_relay.errors import InvoiceConflict
-from vtex_relay.keys import OrderRef
-from vtex_relay.messages import QUEUE
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.messages import QUEUE
 
 ORDER = "o-1"
 INVOICE: dict[str, Any] = {

@@ -20,9 +20,9 @@ from vtex_relay import (
     enqueue_tracking,
     enqueue_tracking_number,
 )
-from vtex_relay.cli import cli
-from vtex_relay.keys import OrderRef
+from vtex_relay.cli.main import cli
 from vtex_relay.sandbox import SandboxControl
+from vtex_relay.store.keys import OrderRef
 
 ORDER = "1172452900788-01"
 

@@ -1,6 +1,6 @@
 """The task messages our Redis scripts write against what kombu itself writes for the same task.
 
-A script builds a job's message when it dispatches the job (see vtex_relay/messages.py). If a
+A script builds a job's message when it dispatches the job (see vtex_relay/store/messages.py). If a
 kombu or Celery upgrade changes the format, this fails.
 """
 
@@ -10,8 +10,8 @@ import redis
 
 from tests.processes import read_message, text
 from vtex_relay.jobs import Job
-from vtex_relay.messages import QUEUE
-from vtex_relay.ordering import Ordering
+from vtex_relay.store.messages import QUEUE
+from vtex_relay.store.ordering import Ordering
 from worker.app import app
 
 JOB = Job(

@@ -21,13 +21,13 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import APP_TOKEN
+from tests.harness import Child
 from tests.processes import ROOT, Worker, free_port, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
-from vtex_relay.cli import cli
-from vtex_relay.dead_letters import list_dead
+from vtex_relay.cli.main import cli
+from vtex_relay.ops.dead_letters import list_dead
 from vtex_relay.sandbox import SandboxControl
-from vtex_relay.testing import Child
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 TRACKING_NUMBER = {"trackingNumber": "TN-1", "courier": "Correios"}

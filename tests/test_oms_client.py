@@ -16,10 +16,10 @@ import respx
 
 import vtex_relay  # noqa: F401 - before config: importing config first hits an import cycle
 from config.settings import Settings
+from tests.harness import JsonHandler
+from vtex_relay.deliver.oms import OmsClient
 from vtex_relay.errors import ConfigurationError, OmsError, PermanentError, RetryableError
 from vtex_relay.models import Receipt
-from vtex_relay.oms_client import OmsClient
-from vtex_relay.testing import JsonHandler
 
 KEY = "vtexappkey-unit-XYZ"
 TOKEN = "UNIT-TOKEN-d0-not-leak-8c41e6"

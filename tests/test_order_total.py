@@ -17,12 +17,12 @@ from click.testing import CliRunner
 from tests.processes import Worker, wait_for
 from tests.seed import SEED_INVOICE, SEED_TRACKING, SEED_TRACKING_NUMBER, invoice
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
-from vtex_relay.cli import cli
-from vtex_relay.dead_letters import list_dead
+from vtex_relay.cli.main import cli
+from vtex_relay.deliver.totals import total_problem
 from vtex_relay.errors import RetryableError
+from vtex_relay.ops.dead_letters import list_dead
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import Settings
-from vtex_relay.totals import total_problem
 
 ACCOUNT = "teststore"
 

@@ -57,7 +57,8 @@ from pydantic_core import to_json
 
 from tests.processes import read_message
 from vtex_relay.jobs import Job
-from vtex_relay.keys import (
+from vtex_relay.models import Kind
+from vtex_relay.store.keys import (
     DEAD,
     DELAYED,
     DISCARDED,
@@ -68,8 +69,7 @@ from vtex_relay.keys import (
     account,
     text,
 )
-from vtex_relay.models import Kind
-from vtex_relay.ordering import Claim, Decision, Enqueued, Ordering
+from vtex_relay.store.ordering import Claim, Decision, Enqueued, Ordering
 
 QUEUE = "test-ordering-model"
 ACCOUNTS = ("acme", "globex")

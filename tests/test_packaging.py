@@ -34,7 +34,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.processes import wait_for
-from vtex_relay.cli import cli
+from vtex_relay.cli.main import cli
 from vtex_relay.sandbox import SandboxControl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ EXTRAS = {
     "run": {"honcho"},
 }
 # The only modules that may import what an extra brings (each command loads them lazily).
-NEEDS_AN_EXTRA = ("vtex_relay.sandbox", "vtex_relay.intake")
+NEEDS_AN_EXTRA = ("vtex_relay.sandbox", "vtex_relay.intake", "vtex_relay.cli.serve")
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
 NOT_FOR_WORKERS = {name for names in EXTRAS.values() for name in names}
 # What a copy of the tree leaves out: local state, caches and earlier builds.

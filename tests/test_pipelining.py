@@ -1,4 +1,4 @@
-"""Overlapped pipelines (vtex_relay.pipelining) and the batched enqueue built on them."""
+"""Overlapped pipelines (vtex_relay.store.pipelining) and the batched enqueue built on them."""
 
 from collections.abc import Iterator
 from typing import Any
@@ -8,9 +8,9 @@ import redis
 
 from tests.processes import read_message
 from vtex_relay.jobs import Job
-from vtex_relay.keys import OrderRef
-from vtex_relay.ordering import Enqueued, Ordering
-from vtex_relay.pipelining import Command, overlapped
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.ordering import Enqueued, Ordering
+from vtex_relay.store.pipelining import Command, overlapped
 
 QUEUE = "test-pipelining"
 

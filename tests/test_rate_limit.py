@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tests.processes import Worker, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice
-from vtex_relay.cli import cli
+from vtex_relay.cli.main import cli
 from vtex_relay.sandbox import SandboxControl
 
 # Calls are sent at their slots; on a busy 2-core machine a send can still slip by a few

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from tests.fake_vtex import FakeVtex, order_then, settings
+from vtex_relay.deliver.reconcile import landed
 from vtex_relay.errors import PermanentError, RetryableError
 from vtex_relay.jobs import Job
-from vtex_relay.producer import build_job
-from vtex_relay.reconcile import landed
+from vtex_relay.produce.api import build_job
 
 ORDER = "1172452900788-01"
 NUMBER = "NF-1001"

@@ -14,8 +14,8 @@ from tests.processes import RedisServer, Worker, wait_for
 from tests.seed import invoice
 from vtex_relay import enqueue_invoice
 from vtex_relay.errors import QueueUnavailable
-from vtex_relay.keys import OrderRef
 from vtex_relay.sandbox import SandboxControl
+from vtex_relay.store.keys import OrderRef
 
 
 def delivered(sandbox: SandboxControl, prefix: str) -> set[str]:

@@ -67,9 +67,9 @@ from tests.chaos import (
 )
 from tests.processes import wait_for
 from vtex_relay import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
-from vtex_relay.dead_letters import list_dead, order_status
-from vtex_relay.keys import DEAD
+from vtex_relay.ops.dead_letters import list_dead, order_status
 from vtex_relay.sandbox import RecordedRequest, SandboxControl
+from vtex_relay.store.keys import DEAD
 
 TEST = "split"
 ORDERS = 80

@@ -4,8 +4,8 @@ import redis
 
 from tests.processes import read_message
 from vtex_relay.jobs import Job
-from vtex_relay.keys import OrderRef
-from vtex_relay.ordering import Ordering
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.ordering import Ordering
 
 QUEUE = "test-sweep"
 

@@ -1,4 +1,4 @@
-"""A worker's try, in-process: ``vtex_relay.delivery.run`` and ``decide`` with VTEX as an
+"""A worker's try, in-process: ``vtex_relay.deliver.attempt.run`` and ``decide`` with VTEX as an
 ``httpx.MockTransport`` (``tests/fake_vtex.py``; the sandbox for one real-socket check) and the
 real ordering scripts on the test Redis. No worker process: each decision is asserted directly,
 with the default settings where the worker tests run with test ones (RETRY_MAX_ATTEMPTS=30)."""
@@ -20,17 +20,17 @@ import worker.app
 from tests.conftest import APP_KEY, APP_TOKEN, SANDBOX_URL
 from tests.fake_vtex import FakeVtex, delivered, order_then, respond, settings
 from tests.processes import read_message, wait_for
-from vtex_relay import delivery
-from vtex_relay.delivery import Result, Try, decide, run
+from vtex_relay.deliver import attempt as delivery
+from vtex_relay.deliver.attempt import Result, Try, decide, run
+from vtex_relay.deliver.oms import OmsClient
 from vtex_relay.errors import JobDead, LeaseExpired, RetryableError
 from vtex_relay.jobs import Attempt, Job
-from vtex_relay.keys import DEAD, LEASES, OrderRef, text
-from vtex_relay.oms_client import OmsClient
-from vtex_relay.ordering import Claim, Ordering
-from vtex_relay.producer import build_job
+from vtex_relay.produce.api import build_job
 from vtex_relay.redaction import Redactor
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import Settings
+from vtex_relay.store.keys import DEAD, LEASES, OrderRef, text
+from vtex_relay.store.ordering import Claim, Ordering
 
 DEFAULT_ATTEMPTS = Settings.model_fields["retry_max_attempts"].default
 LATER = 3600.0  # a send-by an hour from now: no deadline in the way

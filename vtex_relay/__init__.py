@@ -12,7 +12,7 @@ from vtex_relay.errors import (
     QueueUnavailable,
     RelayError,
 )
-from vtex_relay.producer import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
+from vtex_relay.produce.api import enqueue_invoice, enqueue_tracking, enqueue_tracking_number
 
 __all__ = [
     "ConfigurationError",

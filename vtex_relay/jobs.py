@@ -3,7 +3,7 @@
 A job is one call to VTEX for one order. The envelope is the task message's keyword
 arguments, so Flower shows it as it is. It never holds a credential: workers read those
 from their own settings. A job's place in its order (``seq``) and its attempts live in
-Redis (``vtex_relay.ordering``), not in the message.
+Redis (``vtex_relay.store.ordering``), not in the message.
 """
 
 import uuid

@@ -12,17 +12,19 @@ from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_
 from redis.exceptions import RedisError
 
 from config import Settings, get_settings
-from vtex_relay import connections
 from vtex_relay.errors import ConfigurationError
-from vtex_relay.messages import QUEUE
 from vtex_relay.redaction import Redactor, install
+from vtex_relay.store import connections
+from vtex_relay.store.messages import QUEUE
 from worker import flower_guard
 
 
 def create_app(settings: Settings) -> Celery:
     """Build the Celery app for *settings*; tasks are registered from ``tasks.delivery``."""
     app = Celery(
-        "vtex_relay", broker=settings.redis_url, include=["tasks.delivery", "vtex_relay.recovery"]
+        "vtex_relay",
+        broker=settings.redis_url,
+        include=["tasks.delivery", "vtex_relay.deliver.sweep"],
     )
     app.conf.update(
         task_serializer="json",
@@ -39,7 +41,7 @@ def create_app(settings: Settings) -> Celery:
         # shows in Flower from the moment a worker receives it.
         worker_send_task_events=settings.task_events,
         task_send_sent_event=False,
-        # Delivery guarantees come from vtex_relay.ordering, not from Celery (docs/delivery.md).
+        # The guarantees come from vtex_relay.store.ordering, not from Celery (docs/delivery.md).
         # Celery's part: one message reserved per thread (the backlog stays in Redis, not in
         # worker memory), no Celery retries or ETAs, and the ack as a task starts: a claimed
         # job is covered by its lease and an unclaimed one by the lost-message sweep, so a late
@@ -107,7 +109,7 @@ def _redact_logs(logger: logging.Logger, **_: Any) -> None:
 @after_setup_logger.connect
 def _one_line_per_job(**_: Any) -> None:
     # Celery logs "received" and "succeeded" for every task; vtex-relay logs each try's
-    # outcome with its order (vtex_relay/delivery.py). Three lines a job cost ~10% of a worker's
+    # outcome with its order (deliver/attempt.py). Three lines a job cost ~10% of a worker's
     # CPU on the hot path; these two add nothing.
     logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)

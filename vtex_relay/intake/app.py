@@ -1,7 +1,7 @@
 """The server: one aiohttp low-level ``web.Server`` and one dispatcher, with its limits.
 
 No ``web.Application`` and no router: every request goes to ``Intake.handle``, which routes
-on the raw path (``paths``), finds the account, authenticates, then runs the route. Any error
+on the raw path (``routes``), finds the account, authenticates, then runs the route. Any error
 becomes an answer in VTEX's error shape; nothing a client sends can end the process. Limits:
 a request target or header line of at most ``INTAKE_MAX_HEADER_BYTES`` (aiohttp checks the
 target, and a header's name and value each; ``check_header_lines`` the whole line), 128
@@ -21,19 +21,19 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from vtex_relay import connections
 from vtex_relay.errors import ConfigurationError, InvalidJob, InvoiceConflict, QueueUnavailable
-from vtex_relay.intake import openapi, paths, relay
-from vtex_relay.intake.accounts import account_of
+from vtex_relay.intake import openapi, relay, routes
 from vtex_relay.intake.answers import Refusal, invalid, json_response
 from vtex_relay.intake.auth import authenticate
 from vtex_relay.intake.body import Bodies, Held, parse, read_body
 from vtex_relay.intake.coalescer import Coalescer
+from vtex_relay.intake.hosts import account_of
 from vtex_relay.intake.metrics import IntakeMetrics
 from vtex_relay.intake.passthrough import Passthrough
 from vtex_relay.intake.writes import checker, write
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings
+from vtex_relay.store import connections
 
 log = logging.getLogger("vtex_relay.intake")
 BATCH_TYPES = ("application/x-ndjson", "application/jsonl", "application/json", "text/plain")
@@ -107,7 +107,7 @@ class Intake:
         self, request: web.BaseRequest, held: Held, named: list[str]
     ) -> web.StreamResponse:
         check_header_lines(request, self.settings.intake_max_header_bytes)
-        route = paths.route(request.method, request.raw_path)
+        route = routes.route(request.method, request.raw_path)
         named.append(route.name)
         if route.name == "health":
             return json_response({"status": "ok"})  # liveness: the process answers

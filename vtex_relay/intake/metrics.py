@@ -1,4 +1,4 @@
-"""``GET /metrics``: the relay's metrics (``vtex_relay.metrics``, read from Redis) and this
+"""``GET /metrics``: the relay's metrics (``vtex_relay.ops.metrics``, read from Redis) and this
 intake process's own requests.
 
 The request counters live in this process (as every HTTP server's do): Prometheus scrapes
@@ -9,9 +9,9 @@ relay's metrics are the same from every process, read from Redis at each scrape.
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
-from vtex_relay import connections
-from vtex_relay.metrics import RedisCollector
+from vtex_relay.ops.metrics import RedisCollector
 from vtex_relay.settings import Settings
+from vtex_relay.store import connections
 
 # Seconds; an intake answer is usually a millisecond or two, a GET order passthrough VTEX's time.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -17,17 +17,18 @@ from typing import Any, TypeVar
 
 from pydantic_core import to_json
 
-from vtex_relay import connections, dead_letters
-from vtex_relay.batch import invoice_conflicts, summary, update_refusals, validate_batch
 from vtex_relay.errors import FieldError, InvalidJob, UnknownJob, UnknownOrder
 from vtex_relay.identifiers import check_order_id
 from vtex_relay.intake.answers import Refusal, invalid
 from vtex_relay.jobs import Job
-from vtex_relay.keys import OrderRef
 from vtex_relay.models import parse_json
-from vtex_relay.operator_cli import job_json, order_json
-from vtex_relay.producer import RERUN_IS_SAFE, enqueue_many, refused_by_redis
+from vtex_relay.ops import dead_letters
+from vtex_relay.ops.views import job_json, order_json
+from vtex_relay.produce.api import RERUN_IS_SAFE, enqueue_many, refused_by_redis
+from vtex_relay.produce.batch import invoice_conflicts, summary, update_refusals, validate_batch
 from vtex_relay.settings import Settings
+from vtex_relay.store import connections
+from vtex_relay.store.keys import OrderRef
 
 T = TypeVar("T")
 MAX_REPORTED = 100  # bad lines listed in one answer, as the CLI

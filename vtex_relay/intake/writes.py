@@ -24,10 +24,10 @@ from vtex_relay.errors import InvalidJob
 from vtex_relay.intake.answers import Refusal, invalid, json_response
 from vtex_relay.intake.body import Held, check_json_type, parse, read_body
 from vtex_relay.intake.coalescer import Coalescer
-from vtex_relay.intake.paths import Route
+from vtex_relay.intake.routes import Route
 from vtex_relay.jobs import Job
 from vtex_relay.models import Kind
-from vtex_relay.producer import accepted, build_job
+from vtex_relay.produce.api import accepted, build_job
 from vtex_relay.settings import Settings
 
 JOB_ID_HEADER = "X-Relay-Job-Id"

@@ -7,10 +7,11 @@ import signal
 import click
 from redis.exceptions import RedisError
 
-from vtex_relay import connections, redaction
-from vtex_relay.console import clean_errors, listening
+from vtex_relay import redaction
+from vtex_relay.cli.console import clean_errors, listening
 from vtex_relay.intake.app import run
 from vtex_relay.settings import Settings, get_settings
+from vtex_relay.store import connections
 
 
 @click.command("serve")

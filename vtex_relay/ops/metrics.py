@@ -6,17 +6,14 @@ is bounded by the number of accounts, whatever the backlog. Any process on any h
 reach Redis serves the same figures (the intake at ``/metrics``, ``vtex-relay metrics``), and a
 counter lives as long as Redis keeps its data: a worker's restart resets nothing.
 
-A try counts what it did in a ``Tally`` (each request's operation and duration, its result,
-whether it reconciled), which ``finish.lua`` adds to the counters with the try's outcome.
+A try counts what it did in a ``deliver.tally.Tally``, which ``finish.lua`` adds to the
+counters with the try's outcome.
 
 Labels are the account (the closed set of accounts with jobs, or configured), the job kind,
 the state or outcome: never an order id, a job id or an invoice number.
 """
 
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Iterator
 
 import redis
 from prometheus_client.core import (
@@ -27,59 +24,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from vtex_relay import keys
-from vtex_relay.account_status import account_statuses
-from vtex_relay.errors import OmsError
-from vtex_relay.keys import text
+from vtex_relay.deliver.tally import BUCKETS
+from vtex_relay.ops.backlog import account_statuses
 from vtex_relay.settings import Settings
+from vtex_relay.store import keys
+from vtex_relay.store.keys import text
 
-T = TypeVar("T")
-# Upper bounds (seconds) of the VTEX request duration histogram's buckets.
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OPERATIONS = ("get-order", "invoice", "tracking-number", "tracking")
 STATES = ("waiting", "ready", "running", "retrying", "throttled", "dead")
-
-
-@dataclass
-class Tally:
-    """What one try did, for the metrics. ``result`` is its last request's: ``2xx``, ``429``,
-    ``4xx``, ``5xx``, ``timeout`` or ``connection`` ("" if it made none); ``reconciled``:
-    ``found`` or ``not-found`` if it read the order to reconcile."""
-
-    durations: list[tuple[str, float]] = field(default_factory=list)
-    result: str = ""
-    reconciled: str = ""
-
-    def timed(self, operation: str, call: Callable[[], T]) -> T:
-        """*call*'s value, its duration kept under *operation* and its result classified."""
-        started = time.monotonic()
-        try:
-            value = call()
-        except OmsError as exc:
-            self.result = result_of(exc)
-            raise
-        finally:
-            self.durations.append((operation, time.monotonic() - started))
-        self.result = "2xx"
-        return value
-
-    def encoded(self) -> str:
-        """The durations as ``finish.lua`` takes them: ``OPERATION BUCKET SECONDS;...``."""
-        return ";".join(f"{op} {_bucket(s)} {s:.6f}" for op, s in self.durations)
-
-
-def result_of(exc: OmsError) -> str:
-    status = exc.status
-    if status is None:
-        # No answer: the request left and none came back, or it never reached VTEX.
-        return "timeout" if getattr(exc, "maybe_applied", False) else "connection"
-    if status == 429:
-        return "429"
-    return "5xx" if status >= 500 else "4xx"
-
-
-def _bucket(seconds: float) -> str:
-    return next((f"{b:g}" for b in BUCKETS if seconds <= b), "+Inf")
 
 
 class RedisCollector(Collector):

@@ -1,6 +1,6 @@
 """Operator commands: ``vtex-relay dlq list|show|replay|discard`` and ``vtex-relay order``.
 
-``vtex_relay.cli`` attaches ``dlq`` and ``order`` to the ``vtex-relay`` group. Output goes to
+``vtex_relay.cli.main`` attaches ``dlq`` and ``order`` to the ``vtex-relay`` group. Output goes to
 stdout (aligned text, or JSON with ``--json``); errors are one line on stderr, with exit code 2
 for an unknown job or order, a job that is not dead, or bad input or settings, and 1 when Redis
 cannot be reached. Times are UTC.
@@ -9,20 +9,20 @@ cannot be reached. Times are UTC.
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import click
 import redis
 
-from vtex_relay import connections, dead_letters
-from vtex_relay.console import cents, clean_errors, cut, fail, indent, iso, table, utc
-from vtex_relay.dead_letters import JobRecord
+from vtex_relay.cli.console import cents, clean_errors, cut, fail, indent, table, utc
 from vtex_relay.errors import JobNotDead, QueueUnavailable, UnknownJob, UnknownOrder
 from vtex_relay.identifiers import check_account, check_order_id
-from vtex_relay.jobs import Attempt
-from vtex_relay.keys import OrderRef
-from vtex_relay.ordering import Ordering
+from vtex_relay.ops import dead_letters
+from vtex_relay.ops.dead_letters import JobRecord
+from vtex_relay.ops.views import job_json, order_json
 from vtex_relay.settings import get_settings
+from vtex_relay.store import connections
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.ordering import Ordering
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -183,62 +183,6 @@ def _order_ref(order_id: str, account: str | None) -> OrderRef:
             fail(2, f"invalid {what} {value!r}: {exc}")
     account, order_id = checked
     return OrderRef(account, order_id)
-
-
-def order_json(ref: OrderRef, status: dead_letters.OrderStatus) -> dict[str, Any]:
-    """The ``order --json`` view (also the intake's ``GET /relay/orders/{orderId}``)."""
-    return {
-        "account": ref.account,
-        "orderId": ref.order_id,
-        "state": status.state,
-        "head": status.head or None,
-        "jobs": [job_json(j, attempts=True) for j in status.jobs],
-        "invoices": [
-            {
-                "invoiceNumber": i.number,
-                "type": i.type,
-                "invoiceValue": i.value,
-                "state": i.state,
-                "jobId": i.job_id,
-            }
-            for i in status.invoices
-        ],
-        "vtex": status.vtex,
-    }
-
-
-def job_json(job: JobRecord, *, body: bool = False, attempts: bool = False) -> dict[str, Any]:
-    """A job as ``dlq show --json`` shows it."""
-    data: dict[str, Any] = {
-        "jobId": job.job_id,
-        "account": job.account,
-        "orderId": job.order_id,
-        "kind": job.kind,
-        "seq": job.seq,
-        "state": job.state,
-        "invoiceNumber": job.invoice_number,
-        "tries": job.tries,
-        "dueAt": iso(job.due_at),
-        "enqueuedAt": iso(job.enqueued_at),
-        "lastError": _attempt_json(job.last_error, brief=True) if job.last_error else None,
-    }
-    if body:
-        data["body"] = job.body
-    if attempts:
-        data["attempts"] = [_attempt_json(attempt) for attempt in job.attempts]
-    return data
-
-
-def _attempt_json(attempt: Attempt, *, brief: bool = False) -> dict[str, Any]:
-    data = {
-        "at": iso(attempt.at),
-        "outcome": attempt.outcome,
-        "status": attempt.status,
-        "message": attempt.message,
-    }
-    if brief:
-        return data
-    return {**data, "maybeApplied": attempt.maybe_applied, "worker": attempt.worker}
 
 
 def _job_block(job: JobRecord) -> str:

@@ -2,17 +2,17 @@
 check. Read-only, pipelined.
 
 The enqueue script decides (``lua/enqueue.lua``); a batch reads the same keys first so that it
-can refuse a bad line before anything is enqueued (``vtex_relay.batch``). A job that an
+can refuse a bad line before anything is enqueued (``vtex_relay.produce.batch``). A job that an
 operator discarded counts as none, as in the script. A try checking an invoice against the
 order's total counts the invoices the relay has delivered (``delivered_invoices``), which
-VTEX's GET order may not show yet (``vtex_relay.totals``).
+VTEX's GET order may not show yet (``vtex_relay.deliver.totals``).
 """
 
 from collections.abc import Sequence
 
 import redis
 
-from vtex_relay.keys import OrderRef, text
+from vtex_relay.store.keys import OrderRef, text
 
 # (job_id, digest, state) of the invoice job holding an order's Output invoice or a number.
 Holder = tuple[str, str, str]

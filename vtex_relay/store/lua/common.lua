@@ -1,6 +1,6 @@
--- Shared by every vtex-relay script. Prepended by vtex_relay/ordering.py after the key layout
--- of vtex_relay/keys.py (READY, DISPATCHED, CLAIMED, LINES, order_key, job_key, account_key)
--- and build_message (vtex_relay/messages.py).
+-- Shared by every vtex-relay script. Prepended by vtex_relay/store/ordering.py after the key layout
+-- of vtex_relay/store/keys.py (READY, DISPATCHED, CLAIMED, LINES, order_key, job_key, account_key)
+-- and build_message (vtex_relay/store/messages.py).
 -- Keys of one order share the hash tag {account:orderId}, its "ref".
 -- Invariant: an order has at most one job that is waiting, ready, running, retrying, throttled
 -- or dead: its head.
@@ -43,7 +43,7 @@ local function set_state(jkey, ref, from, to)
   end
 end
 
--- Metrics (vtex_relay/metrics.py reads them): an account's counters, and the enqueue time of
+-- Metrics (vtex_relay/ops/metrics.py reads them): an account's counters, and the enqueue time of
 -- each of its orders' live heads (the oldest job not yet delivered or dead is one of them).
 local function stat(ref, field)
   redis.call("HINCRBY", account_key(account_of(ref), "stats"), field, 1)

@@ -8,12 +8,13 @@ import json
 
 import click
 
-from vtex_relay import keys
-from vtex_relay.account_status import AccountStatus, account_statuses, resume
-from vtex_relay.console import fail, iso, table, utc
+from vtex_relay.cli.console import fail, table, utc
+from vtex_relay.cli.dlq import json_option, operator_client, operator_errors
 from vtex_relay.identifiers import check_account
-from vtex_relay.operator_cli import json_option, operator_client, operator_errors
+from vtex_relay.ops.backlog import AccountStatus, account_statuses, resume
+from vtex_relay.ops.views import iso
 from vtex_relay.settings import get_settings
+from vtex_relay.store import keys
 
 
 @click.group("accounts", invoke_without_command=True)

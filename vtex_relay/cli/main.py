@@ -16,25 +16,17 @@ from typing import IO, ClassVar
 
 import click
 
-from vtex_relay.accounts_cli import accounts
-from vtex_relay.batch import (
-    bounded_lines,
-    invoice_conflicts,
-    summary,
-    update_refusals,
-    validate_batch,
-)
-from vtex_relay.console import clean_errors, fail
+from vtex_relay.cli.backlog import accounts
+from vtex_relay.cli.console import clean_errors, fail
+from vtex_relay.cli.dlq import dlq, order
+from vtex_relay.cli.observe import health, metrics, migrate
 from vtex_relay.errors import (
     FieldError,
     InvalidJob,
 )
 from vtex_relay.jobs import Job
 from vtex_relay.models import Kind, parse_json
-from vtex_relay.observe_cli import health, metrics, migrate
-from vtex_relay.operator_cli import dlq, order
-from vtex_relay.ordering import Enqueued
-from vtex_relay.producer import (
+from vtex_relay.produce.api import (
     RERUN_IS_SAFE,
     accepted,
     build_job,
@@ -42,7 +34,15 @@ from vtex_relay.producer import (
     refused_by_redis,
     with_idempotency_key,
 )
+from vtex_relay.produce.batch import (
+    bounded_lines,
+    invoice_conflicts,
+    summary,
+    update_refusals,
+    validate_batch,
+)
 from vtex_relay.settings import get_settings
+from vtex_relay.store.ordering import Enqueued
 
 _MAX_REPORTED_LINES = 100
 
@@ -66,7 +66,7 @@ class _LazyGroup(click.Group):
     # command -> (its module, the extra it needs)
     _lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "sandbox": ("vtex_relay.sandbox.command", "sandbox"),
-        "serve": ("vtex_relay.intake.command", "intake"),
+        "serve": ("vtex_relay.cli.serve", "intake"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -12,13 +12,13 @@ import redis
 from pydantic_core import to_json
 from redis.exceptions import RedisError
 
-from vtex_relay import connections
 from vtex_relay.errors import FieldError, InvalidJob, InvoiceConflict, QueueUnavailable
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.jobs import Job
 from vtex_relay.models import KINDS, validate_body
-from vtex_relay.ordering import Enqueued
 from vtex_relay.settings import get_settings
+from vtex_relay.store import connections
+from vtex_relay.store.ordering import Enqueued
 
 MAX_IDEMPOTENCY_KEY = 200
 

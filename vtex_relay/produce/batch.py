@@ -11,20 +11,20 @@ from typing import IO, Any, NamedTuple
 
 from redis.exceptions import RedisError
 
-from vtex_relay import connections, ledgers
 from vtex_relay.errors import FieldError, InvalidJob, QueueUnavailable
-from vtex_relay.identity import body_digest
 from vtex_relay.jobs import Job
-from vtex_relay.keys import OrderRef
 from vtex_relay.models import parse_json
-from vtex_relay.ordering import Enqueued
-from vtex_relay.producer import (
+from vtex_relay.produce.api import (
     build_job,
     idempotency_key_errors,
     unreachable,
     with_idempotency_key,
 )
 from vtex_relay.settings import get_settings
+from vtex_relay.store import connections, ledgers
+from vtex_relay.store.fingerprints import body_digest
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.ordering import Enqueued
 
 LINE_FIELDS = frozenset({"kind", "orderId", "invoiceNumber", "account", "idempotencyKey", "body"})
 

@@ -8,12 +8,12 @@ import threading
 import click
 from prometheus_client import CollectorRegistry, start_http_server
 
-from vtex_relay import connections
-from vtex_relay.console import clean_errors, fail, listening
-from vtex_relay.health import Health, check
-from vtex_relay.metrics import RedisCollector
-from vtex_relay.operator_cli import json_option, operator_client
+from vtex_relay.cli.console import clean_errors, fail, listening
+from vtex_relay.cli.dlq import json_option, operator_client
+from vtex_relay.ops.health import Health, check
+from vtex_relay.ops.metrics import RedisCollector
 from vtex_relay.settings import get_settings
+from vtex_relay.store import connections
 
 
 @click.command("health")
@@ -76,7 +76,7 @@ def metrics(host: str, port: int) -> None:
 def migrate() -> None:
     """Bring a Redis written by the previous version to this version's key layout (run it once,
     with every worker, producer and intake stopped; running it again does no harm)."""
-    from vtex_relay.migrate import migrate as run_migration
+    from vtex_relay.store.migrate import migrate as run_migration
 
     with clean_errors():
         get_settings()

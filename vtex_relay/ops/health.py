@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from vtex_relay import keys
-from vtex_relay.keys import text
+from vtex_relay.store import keys
+from vtex_relay.store.keys import text
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ local ref, job_id, kind, body, digest, number, enqueued_at, fingerprint, after =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local invoice_type, policy, tracks, invoice_value = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 
--- The key layout (vtex_relay/preflight.py): the first job of an empty Redis stamps it; data of
+-- The key layout (vtex_relay/store/preflight.py): the first job of an empty Redis stamps it; data of
 -- another layout, or of the layout before the stamp, is never written to as if it were this one.
 local layout = redis.call("GET", LAYOUT_KEY)
 if layout ~= ARGV[15] then

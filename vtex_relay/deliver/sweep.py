@@ -16,8 +16,8 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 from redis.exceptions import RedisError
 
-from vtex_relay.connections import ordering
 from vtex_relay.settings import get_settings
+from vtex_relay.store.connections import ordering
 
 log = logging.getLogger(__name__)
 

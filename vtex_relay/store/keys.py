@@ -29,7 +29,7 @@ key                                    type     holds
 ``vr:account:ACCOUNT:heads``           zset     its orders with a live head, by the head's
                                                 enqueue time (the oldest job's age)
 ``vr:account:ACCOUNT:stats``           hash     its counters: jobs enqueued and finished, tries,
-                                                reconciliations (``vtex_relay.metrics``)
+                                                reconciliations (``vtex_relay.ops.metrics``)
 ``vr:durations``                       hash     VTEX request durations: histogram buckets
 ``vr:workers``                         zset     workers by their last heartbeat
 ``vr:swept``                           string   when a sweep last ran
@@ -64,7 +64,7 @@ WORKERS = f"{PREFIX}:workers"
 SWEPT = f"{PREFIX}:swept"
 LAYOUT = f"{PREFIX}:layout"
 # The layout's version: 1, before the metrics (no stamp); 2, heads, stats and a job's "t".
-# A change of layout comes with its migration (vtex_relay/migrate.py) and a test of it.
+# A change of layout comes with its migration (vtex_relay/store/migrate.py) and a test of it.
 LAYOUT_VERSION = 2
 ACKS = f"{PREFIX}:acks"
 
@@ -117,7 +117,7 @@ class OrderRef:
         return f"{self.account}:{self.order_id}"
 
     def key(self, name: str) -> str:
-        """A key of the order: ``order``, ``seqs`` or ``dedup`` (``vtex_relay.keys``)."""
+        """A key of the order: ``order``, ``seqs`` or ``dedup`` (``vtex_relay.store.keys``)."""
         return order(self.tag, name)
 
     def job_key(self, job_id: str) -> str:

@@ -11,10 +11,10 @@ order key (SCAN), so it takes a while on a large Redis, and running it again doe
 
 import redis
 
-from vtex_relay import keys
 from vtex_relay.errors import ConfigurationError
-from vtex_relay.keys import OrderRef, text
-from vtex_relay.preflight import LAYOUT
+from vtex_relay.store import keys
+from vtex_relay.store.keys import OrderRef, text
+from vtex_relay.store.preflight import LAYOUT
 
 
 def migrate(client: "redis.Redis") -> str:

@@ -14,9 +14,9 @@ from typing import Any
 import redis
 from redis.sentinel import Sentinel
 
-from vtex_relay import preflight
-from vtex_relay.ordering import Ordering
 from vtex_relay.settings import Settings, get_settings
+from vtex_relay.store import preflight
+from vtex_relay.store.ordering import Ordering
 
 
 def client_for(settings: Settings, **options: Any) -> "redis.Redis":

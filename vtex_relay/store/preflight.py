@@ -16,10 +16,10 @@ The reads are INFO and two keys: no special permission (CONFIG is often disabled
 
 import redis
 
-from vtex_relay import keys
 from vtex_relay.errors import ConfigurationError
-from vtex_relay.keys import text
 from vtex_relay.settings import Settings
+from vtex_relay.store import keys
+from vtex_relay.store.keys import text
 
 LAYOUT = keys.LAYOUT_VERSION
 MIN_VERSION = (7, 0)

@@ -17,8 +17,8 @@ import redis
 
 from vtex_relay.errors import JobNotDead, UnknownJob, UnknownOrder
 from vtex_relay.jobs import Attempt
-from vtex_relay.keys import DEAD, DISCARDED, OrderRef, text
-from vtex_relay.ordering import Ordering
+from vtex_relay.store.keys import DEAD, DISCARDED, OrderRef, text
+from vtex_relay.store.ordering import Ordering
 
 _FAILED = ("retryable", "permanent")
 

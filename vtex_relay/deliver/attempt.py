@@ -32,19 +32,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from vtex_relay.backoff import retry_delay
+from vtex_relay.deliver.backoff import retry_delay
+from vtex_relay.deliver.oms import OmsClient
+from vtex_relay.deliver.reconcile import shows
+from vtex_relay.deliver.tally import Tally
+from vtex_relay.deliver.totals import Invoices, order_view, total_problem
 from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError, UnknownAccount
 from vtex_relay.jobs import Attempt, Job, Outcome
-from vtex_relay.keys import OrderRef
-from vtex_relay.ledgers import delivered_invoices
-from vtex_relay.metrics import Tally
 from vtex_relay.models import Receipt
-from vtex_relay.oms_client import OmsClient
-from vtex_relay.ordering import Claim, Decision, Ordering
-from vtex_relay.reconcile import shows
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings
-from vtex_relay.totals import Invoices, order_view, total_problem
+from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.ledgers import delivered_invoices
+from vtex_relay.store.ordering import Claim, Decision, Ordering
 
 HOST = socket.gethostname()
 log = logging.getLogger(__name__)

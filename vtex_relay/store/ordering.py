@@ -22,9 +22,9 @@ from typing import Any, Literal, NamedTuple
 import redis
 from pydantic_core import to_json
 
-from vtex_relay.identity import body_digest, fingerprint
 from vtex_relay.jobs import Job
-from vtex_relay.keys import (
+from vtex_relay.store.fingerprints import body_digest, fingerprint
+from vtex_relay.store.keys import (
     ACKS,
     CLAIMED,
     DEAD,
@@ -36,9 +36,9 @@ from vtex_relay.keys import (
     OrderRef,
     text,
 )
-from vtex_relay.messages import QUEUE
-from vtex_relay.pipelining import overlapped
-from vtex_relay.scripts import script
+from vtex_relay.store.messages import QUEUE
+from vtex_relay.store.pipelining import overlapped
+from vtex_relay.store.scripts import script
 
 
 class Enqueued(NamedTuple):
@@ -297,7 +297,7 @@ class Ordering:
         *pause_account* > 0 (a 429's Retry-After) makes every job of the account wait that long.
         *seen*: the order as the try's GET read it (JSON), kept on the order for operators.
         *kind*, *result*, *reconciled* and *durations* are counted for the metrics
-        (``vtex_relay.metrics``; ``lua/finish.lua`` says their form).
+        (``vtex_relay.ops.metrics``; ``lua/finish.lua`` says their form).
         """
         reply = self._finish(
             keys=[

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import redis
 
-from vtex_relay import keys
-from vtex_relay.keys import text
 from vtex_relay.settings import Rate, Settings
+from vtex_relay.store import keys
+from vtex_relay.store.keys import text
 
 
 @dataclass(frozen=True)

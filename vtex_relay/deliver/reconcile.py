@@ -7,8 +7,8 @@ next try first reads the order (GET order) and treats the job as done if VTEX sh
 
 from typing import Any
 
+from vtex_relay.deliver.oms import OmsClient
 from vtex_relay.jobs import Job
-from vtex_relay.oms_client import OmsClient
 
 
 def landed(client: OmsClient, job: Job, *, send_by: float | None = None) -> bool:
