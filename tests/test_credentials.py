@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from tests.conftest import APP_KEY, APP_TOKEN
 from tests.harness import Sandbox
 from tests.processes import ROOT, Worker, wait_for
-from tests.test_secrets import redis_contents, running_flower
+from tests.system.test_secrets import redis_contents, running_flower
 from vtex_relay import enqueue_invoice, enqueue_tracking_number
 from vtex_relay.cli.main import cli
 from vtex_relay.sandbox import RecordedRequest, SandboxControl

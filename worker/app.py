@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> Celery:
         # job is covered by its lease and an unclaimed one by the lost-message sweep, so a late
         # ack buys nothing, and late acks pending from pool threads when the broker connection
         # drops can leave the worker consuming nothing after Redis comes back (celery#8030,
-        # celery#8091; seen here with the threads pool in tests/test_redis_restart.py).
+        # celery#8091; seen here with the threads pool in tests/store/test_redis_restart.py).
         task_acks_late=False,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,

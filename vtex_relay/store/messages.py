@@ -10,7 +10,7 @@ This module writes, once per process, a Lua function ``build_message`` that the 
 share: the message Celery's own ``app.amqp.as_task_v2`` makes for a task, in the form kombu's
 Redis transport writes (a JSON envelope), cut at the places that differ from job to job (task
 name and id, keyword arguments, delivery tag). The body is JSON text, not base64 (no
-``body_encoding``: kombu then takes it as it is). ``tests/test_messages.py`` checks the result
+``body_encoding``: kombu then takes it as it is). ``tests/store/test_messages.py`` checks the result
 against what kombu writes and has kombu read it back.
 """
 

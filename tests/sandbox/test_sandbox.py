@@ -18,7 +18,7 @@ import pytest
 from tests.seed import SEED_INVOICE, SEED_TRACKING, SEED_TRACKING_NUMBER
 from vtex_relay.sandbox import SandboxControl
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY, TOKEN = "vtexappkey-test-ABCDEF", "SECRET-TOKEN-never-logged-42"
 AUTH = {"X-VTEX-API-AppKey": KEY, "X-VTEX-API-AppToken": TOKEN}
 OMS = "/api/oms/pvt/orders"
