@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from config import Settings
 from tests.harness import JsonHandler
 from vtex_relay.deliver import oms as oms_client
+from vtex_relay.operations import OPERATIONS
 
 REQUESTS = 5_000
 INVOICE = json.loads((Path(__file__).parent.parent / "examples" / "invoice.json").read_text())
@@ -69,7 +70,14 @@ def main() -> None:
     oms_client._SendBy = _Measured  # type: ignore[misc]
     with oms_client.OmsClient(settings) as client:
         for _ in range(REQUESTS):
-            client.post_invoice("benchstore", "o-1", INVOICE, send_by=time.monotonic() + 60)
+            client.write(
+                OPERATIONS["invoice"],
+                "benchstore",
+                "o-1",
+                None,
+                INVOICE,
+                send_by=time.monotonic() + 60,
+            )
     process.terminate()
     process.join()
     micro = sorted(w / 1000 for w in windows)

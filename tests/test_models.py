@@ -23,8 +23,8 @@ from vtex_relay.models import (
     TrackingEvent,
     TrackingNumber,
     TrackingUpdate,
-    validate_body,
 )
+from vtex_relay.operations import validate_body
 
 SPEC = json.loads((Path(__file__).parent / "data" / "vtex_spec_requests.json").read_text("utf-8"))
 SCHEMAS_FILE = Path(__file__).parents[1] / "vtex_relay" / "sandbox" / "oms-request-schemas.json"

@@ -10,6 +10,11 @@ from pydantic import SecretStr
 
 from vtex_relay.errors import ConfigurationError
 
+# VTEX's credential headers: each call carries its account's pair (and the intake and the
+# sandbox take a client's pair from them).
+KEY_HEADER = "X-VTEX-API-AppKey"
+TOKEN_HEADER = "X-VTEX-API-AppToken"  # noqa: S105 (a header name, not a secret)
+
 
 class Credentials(NamedTuple):
     """The app key and token a call for an account is made with."""

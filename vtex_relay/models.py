@@ -110,7 +110,7 @@ Cents = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Quantity = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
-class _Body(BaseModel):
+class Body(BaseModel):
     """Common behaviour of the request bodies and their parts: strict, closed, immutable."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -134,7 +134,7 @@ class _Body(BaseModel):
         return body
 
 
-class InvoiceItem(_Body):
+class InvoiceItem(Body):
     """One SKU line of an invoice; ``price`` is the UNIT price in cents (VTEX multiplies)."""
 
     _dropped_if_null: ClassVar[tuple[str, ...]] = ("description",)  # spec: a plain string
@@ -145,7 +145,7 @@ class InvoiceItem(_Body):
     quantity: Quantity
 
 
-class Invoice(_Body):
+class Invoice(Body):
     """Body of the invoice notification (POST)."""
 
     _dropped_if_null: ClassVar[tuple[str, ...]] = ("courier",)  # spec: nullable: false
@@ -165,7 +165,7 @@ class Invoice(_Body):
     items: Annotated[list[InvoiceItem], Field(min_length=1)]
 
 
-class TrackingNumber(_Body):
+class TrackingNumber(Body):
     """Body of the tracking-number update (PATCH); unknown values go out as null."""
 
     _always_sent: ClassVar[tuple[str, ...]] = ("trackingUrl", "courier", "dispatchedDate")
@@ -176,7 +176,7 @@ class TrackingNumber(_Body):
     courier: str | None = None
 
 
-class TrackingEvent(_Body):
+class TrackingEvent(Body):
     """One tracking event (the spec's ``Event``)."""
 
     city: Text
@@ -185,7 +185,7 @@ class TrackingEvent(_Body):
     date: IsoDate
 
 
-class TrackingUpdate(_Body):
+class TrackingUpdate(Body):
     """Body of the tracking-status update (PUT); ``deliveredDate`` goes out as null if unknown."""
 
     _always_sent: ClassVar[tuple[str, ...]] = ("deliveredDate",)
@@ -205,12 +205,6 @@ class Receipt(BaseModel):
     receipt: str | None = None
 
 
-MODELS: dict[Kind, type[_Body]] = {
-    "invoice": Invoice,
-    "tracking-number": TrackingNumber,
-    "tracking": TrackingUpdate,
-}
-
 # Short messages for pydantic's own error types; anything else uses pydantic's text.
 _MESSAGES = {
     "missing": "is required",
@@ -224,20 +218,21 @@ _MESSAGES = {
 }
 
 
-def validate_body(kind: Kind, data: object) -> dict[str, Any]:
-    """Validate *data* as the body of a *kind* request and return the JSON to send VTEX.
+def validate(model: type[Body], data: object) -> dict[str, Any]:
+    """Validate *data* as a *model* body (``operations.validate_body``: a job kind's) and
+    return the JSON to send VTEX.
 
     Raises ``InvalidJob`` naming the bad fields (``body.items.0.price: ...``).
     """
     if not isinstance(data, dict):
         raise InvalidJob([FieldError("body", "must be a JSON object")])
     try:
-        model = MODELS[kind].model_validate(data)
+        body = model.model_validate(data)
     except ValidationError as exc:
         # Only the errors shown are translated: a body may have hundreds of thousands.
         shown = exc.errors(include_url=False, include_input=False)[:MAX_FIELD_ERRORS]
         raise InvalidJob([_field_error(e) for e in shown], exc.error_count() - len(shown)) from None
-    return model.to_vtex()
+    return body.to_vtex()
 
 
 def parse_json(data: bytes | str) -> object:

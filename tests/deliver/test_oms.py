@@ -20,6 +20,7 @@ from tests.harness import JsonHandler
 from vtex_relay.deliver.oms import OmsClient
 from vtex_relay.errors import ConfigurationError, OmsError, PermanentError, RetryableError
 from vtex_relay.models import Receipt
+from vtex_relay.operations import OPERATIONS as TABLE
 
 KEY = "vtexappkey-unit-XYZ"
 TOKEN = "UNIT-TOKEN-d0-not-leak-8c41e6"
@@ -83,11 +84,12 @@ def call(
 ) -> Any:
     """Make one of the four calls by name, with the standard arguments unless given."""
     if operation == "post":
-        return client.post_invoice(account, order_id, INVOICE_BODY)
+        return client.write(TABLE["invoice"], account, order_id, None, INVOICE_BODY)
     if operation == "patch":
-        return client.patch_tracking_number(account, order_id, invoice_number, PATCH_BODY)
+        op = TABLE["tracking-number"]
+        return client.write(op, account, order_id, invoice_number, PATCH_BODY)
     if operation == "put":
-        return client.put_tracking(account, order_id, invoice_number, PUT_BODY)
+        return client.write(TABLE["tracking"], account, order_id, invoice_number, PUT_BODY)
     return client.get_order(account, order_id)
 
 
@@ -102,7 +104,7 @@ OPERATIONS = [
 def fail_with(vtex: respx.MockRouter, client: OmsClient, **response: Any) -> OmsError:
     vtex.post(f"{ORDERS}/{ORDER}/invoice").respond(**response)
     with pytest.raises(OmsError) as caught:
-        client.post_invoice(ACCOUNT, ORDER, INVOICE_BODY)
+        client.write(TABLE["invoice"], ACCOUNT, ORDER, None, INVOICE_BODY)
     return caught.value
 
 
@@ -137,7 +139,7 @@ class TestRequests:
         url = f"https://{ACCOUNT}.vtexcommercestable.com.br{ORDERS}/{ORDER}/invoice"
         with respx.mock() as vtex, OmsClient(make_settings(vtex_base_url=None)) as client:
             route = vtex.post(url).respond(200, json=RECEIPT)
-            client.post_invoice(ACCOUNT, ORDER, INVOICE_BODY)
+            client.write(TABLE["invoice"], ACCOUNT, ORDER, None, INVOICE_BODY)
         assert route.call_count == 1
 
     def test_templated_base_url_uses_the_account(self) -> None:
@@ -454,9 +456,9 @@ class TestNoCredentialLeak:
         """httpcore and h11 log at DEBUG over a real connection; none of it holds the token."""
         with local_server() as base, OmsClient(make_settings(vtex_base_url=base)) as client:
             caplog.set_level(logging.DEBUG)
-            assert client.post_invoice(ACCOUNT, ORDER, INVOICE_BODY) == Receipt.model_validate(
-                RECEIPT
-            )
+            assert client.write(
+                TABLE["invoice"], ACCOUNT, ORDER, None, INVOICE_BODY
+            ) == Receipt.model_validate(RECEIPT)
             with pytest.raises(PermanentError) as caught:
                 client.get_order(ACCOUNT, ORDER)
         assert not leaks(caught.value)

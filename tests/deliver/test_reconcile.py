@@ -1,4 +1,4 @@
-"""Did an earlier try land? Each branch of ``reconcile.landed``, for each kind of job, against
+"""Did an earlier try land? Each branch of ``reconcile.shows``, for each kind of job, against
 GET order answers built here (VTEX in the test process: ``tests/fake_vtex.py``)."""
 
 from types import MappingProxyType
@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.fake_vtex import FakeVtex, order_then, settings
-from vtex_relay.deliver.reconcile import landed
+from vtex_relay.deliver.reconcile import shows as order_shows
 from vtex_relay.errors import PermanentError, RetryableError
 from vtex_relay.jobs import Job
 from vtex_relay.produce.api import build_job
@@ -63,10 +63,10 @@ def vtex() -> FakeVtex:
 
 
 def shows(vtex: FakeVtex, job: Job, answer: Any) -> bool:
-    """Whether ``landed`` finds *job* in the order VTEX answers with; one GET, nothing else."""
+    """Whether *job* is found in the order VTEX answers GET order with; one GET, nothing else."""
     vtex.answer = order_then(answer)
     with vtex.client(settings()) as client:
-        found = landed(client, job)
+        found = order_shows(client.get_order(job.account, job.order_id), job)
     assert vtex.methods() == ["GET"]
     assert vtex.requests[0].url.path == f"/acme/api/oms/pvt/orders/{ORDER}"
     return found

@@ -54,7 +54,7 @@ def test_one_bad_line_and_nothing_is_enqueued(intake: str, redis_client: redis.R
         answer = http.post("/relay/batch", content=batch + b"\xff\n", headers=NDJSON)
     vtex_error(answer, 400)
     fields = [f["field"] for f in answer.json()["error"]["fields"]]
-    assert fields == ["line 2: body.invoiceValue", "line 4: line", "line 3: account"]
+    assert fields == ["line 2: body.invoiceValue", "line 3: account", "line 4: line"]
     assert redis_client.dbsize() == 0
 
 

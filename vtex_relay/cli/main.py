@@ -24,8 +24,9 @@ from vtex_relay.errors import (
     FieldError,
     InvalidJob,
 )
-from vtex_relay.jobs import Job
 from vtex_relay.models import Kind, parse_json
+from vtex_relay.operations import operation
+from vtex_relay.produce import batch
 from vtex_relay.produce.api import (
     RERUN_IS_SAFE,
     accepted,
@@ -34,17 +35,9 @@ from vtex_relay.produce.api import (
     refused_by_redis,
     with_idempotency_key,
 )
-from vtex_relay.produce.batch import (
-    bounded_lines,
-    invoice_conflicts,
-    summary,
-    update_refusals,
-    validate_batch,
-)
+from vtex_relay.produce.batch import bounded_lines, summary
 from vtex_relay.settings import get_settings
 from vtex_relay.store.ordering import Enqueued
-
-_MAX_REPORTED_LINES = 100
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of job ids.")
 account_option = click.option("--account", help="VTEX account (default: VTEX_ACCOUNT).")
@@ -170,53 +163,30 @@ def enqueue_batch(file: IO[bytes], as_json: bool) -> None:
     # A batch allocates millions of short-lived objects and makes few cycles: CPython's
     # default (a collection every 700 allocations) spends a noticeable share of it collecting.
     gc.set_threshold(10_000)
-    bad: list[str] = []
-    bad_count = 0
-
-    def on_error(number: int, exc: InvalidJob) -> None:
-        nonlocal bad_count
-        bad_count += 1
-        if len(bad) < _MAX_REPORTED_LINES:
-            bad.extend(f"  line {number}: {error}" for error in exc.errors)
-
     with clean_errors(), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-        good = validate_batch(bounded_lines(file), spool, on_error)
-        if not bad_count and not spool.tell():  # not an error, but worth a word: a wrong file?
-            if as_json:
-                click.echo("[]")
-            click.echo(f"vtex-relay: no jobs in {_name(file)}; nothing was enqueued", err=True)
-            return
-        if not bad_count:
-            for number, reason in invoice_conflicts(good):
-                on_error(number, InvalidJob([FieldError("orderId", reason)]))
-            for number, reason in update_refusals(good):
-                on_error(number, InvalidJob([FieldError("invoiceNumber", reason)]))
-        if bad_count:
-            more = bad_count - min(bad_count, _MAX_REPORTED_LINES)
-            tail = [f"  ... and {more} more bad line(s)"] if more else []
-            fail(2, f"{bad_count} bad line(s) in {_name(file)}; nothing was enqueued:", *bad, *tail)
-        spool.seek(0)
-        jobs = [Job.model_validate_json(text) for text in spool] if as_json else None
-        if jobs is None:
-            spool.seek(0)
-        results = enqueue_many(
-            jobs if jobs is not None else (Job.model_validate_json(t) for t in spool)
-        )
-    _report_batch(results, jobs if as_json else None)
+        done = batch.run(bounded_lines(file), spool, keep_jobs=as_json)
+    if not done.bad and not done.lines:  # not an error, but worth a word: a wrong file?
+        if as_json:
+            click.echo("[]")
+        click.echo(f"vtex-relay: no jobs in {_name(file)}; nothing was enqueued", err=True)
+        return
+    if done.bad:
+        more = done.bad - min(done.bad, batch.MAX_REPORTED)
+        tail = [f"  ... and {more} more bad line(s)"] if more else []
+        listed = [f"  {error}" for error in done.errors]
+        fail(2, f"{done.bad} bad line(s) in {_name(file)}; nothing was enqueued:", *listed, *tail)
+    _report_batch(done)
 
 
-def _report_batch(results: list[Enqueued], jobs: list[Job] | None) -> None:
+def _report_batch(done: batch.Batch) -> None:
     """Job ids (or JSON) on stdout; then, if any job was left out, why, and the exit code."""
+    results, jobs = done.results, done.jobs
     if jobs is not None:
         click.echo(json.dumps([summary(job, r) for job, r in zip(jobs, results, strict=True)]))
     else:
         click.echo("\n".join(r.job_id for r in results if r.verdict in ("enqueued", "duplicate")))
-    left_out = {
-        verdict: [(i, r) for i, r in enumerate(results, start=1) if r.verdict == verdict]
-        for verdict in ("failed", "conflict", "unknown-invoice", "untracked", "skipped")
-    }
-    failed, skipped = left_out["failed"], left_out["skipped"]
-    refused = sorted(left_out["conflict"] + left_out["unknown-invoice"] + left_out["untracked"])
+    failed, skipped = done.left_out("failed"), done.left_out("skipped")
+    refused = done.left_out(*batch.REFUSED)
     after = [f"  {len(skipped)} later job(s) of the same orders were skipped"] if skipped else []
     if failed:
         fail(
@@ -274,7 +244,7 @@ def _enqueue_one(
         [result] = enqueue_many([job])
         result = accepted(job, result)
     if result.verdict == "duplicate":
-        what = "invoice" if kind == "invoice" else "job"
+        what = "invoice" if operation(kind).posts_invoice else "job"
         click.echo(
             f"vtex-relay: the same {what} is already job {result.job_id}; not enqueued again",
             err=True,

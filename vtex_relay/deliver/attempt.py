@@ -40,6 +40,7 @@ from vtex_relay.deliver.totals import Invoices, order_view, total_problem
 from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError, UnknownAccount
 from vtex_relay.jobs import Attempt, Job, Outcome
 from vtex_relay.models import Receipt
+from vtex_relay.operations import operation
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings
 from vtex_relay.store.keys import OrderRef
@@ -103,7 +104,8 @@ def run(
     limit = settings.rate_for(job.account)
     # Taken before the claim, so the lease as this worker counts it never outlasts Redis's.
     claimed_at = time.monotonic()
-    reads_first = job.kind == "invoice" and settings.verifies_total(job.account)  # GET, then POST
+    # An invoice whose total is checked: a GET, then the POST.
+    reads_first = operation(job.kind).posts_invoice and settings.verifies_total(job.account)
     claim = ordering.claim(
         ref, job.job_id, token, settings.lease_seconds, *limit, calls=2 if reads_first else 1
     )
@@ -208,7 +210,7 @@ def decide(
     tally = Tally()
     try:
         # One GET order serves both the reconciliation and, for an invoice, the total check.
-        checked = job.kind == "invoice" and settings.verifies_total(job.account)
+        checked = operation(job.kind).posts_invoice and settings.verifies_total(job.account)
         order = None
         if claim.uncertain or checked:
             order = tally.timed(
@@ -278,15 +280,9 @@ def decide(
 def send(client: OmsClient, job: Job, send_by: float | None = None) -> Receipt:
     """Make *job*'s call to VTEX; raise ``RetryableError`` or ``PermanentError`` if it fails,
     ``LeaseExpired`` (nothing sent) if the request could not leave by *send_by*."""
-    if job.kind == "invoice":
-        return client.post_invoice(job.account, job.order_id, job.body, send_by=send_by)
-    assert job.invoice_number is not None
-    if job.kind == "tracking-number":
-        return client.patch_tracking_number(
-            job.account, job.order_id, job.invoice_number, job.body, send_by=send_by
-        )
-    return client.put_tracking(
-        job.account, job.order_id, job.invoice_number, job.body, send_by=send_by
+    op = operation(job.kind)
+    return client.write(
+        op, job.account, job.order_id, job.invoice_number, job.body, send_by=send_by
     )
 
 

@@ -25,25 +25,33 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import httpx
 from pydantic import ValidationError
 
+from vtex_relay.credentials import KEY_HEADER, TOKEN_HEADER
 from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.models import Receipt
+from vtex_relay.operations import ORDER_PATH, Operation
 from vtex_relay.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 500
-_KEY_HEADER = "X-VTEX-API-AppKey"
-_TOKEN_HEADER = "X-VTEX-API-AppToken"  # noqa: S105 (a header name, not a secret)
 # The request cannot have reached VTEX: no connection was made.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Our own request could not be built or sent as such; repeating it will not help.
 _BROKEN_REQUEST = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
+
+
+class Fetched(NamedTuple):
+    """VTEX's answer, as it came: its status, its whole body and its headers."""
+
+    status: int
+    body: bytes
+    headers: httpx.Headers
 
 
 class OmsClient:
@@ -70,49 +78,33 @@ class OmsClient:
     # before its body, are written to the socket; past it the call raises ``LeaseExpired`` and
     # nothing reaches VTEX.
 
-    def post_invoice(
+    def write(
         self,
+        op: Operation,
         account: str,
         order_id: str,
+        invoice_number: str | None,
         body: Mapping[str, Any],
         *,
         send_by: float | None = None,
     ) -> Receipt:
-        """POST the invoice *body* (``models.Invoice.to_vtex()``) for *order_id*."""
-        url = self._url(account, order_id, "invoice")
-        return self._write("POST", account, url, body, send_by)
-
-    def patch_tracking_number(
-        self,
-        account: str,
-        order_id: str,
-        invoice_number: str,
-        body: Mapping[str, Any],
-        *,
-        send_by: float | None = None,
-    ) -> Receipt:
-        """PATCH the tracking number *body* onto invoice *invoice_number*."""
-        url = self._url(account, order_id, "invoice", self._checked(invoice_number))
-        return self._write("PATCH", account, url, body, send_by)
-
-    def put_tracking(
-        self,
-        account: str,
-        order_id: str,
-        invoice_number: str,
-        body: Mapping[str, Any],
-        *,
-        send_by: float | None = None,
-    ) -> Receipt:
-        """PUT the tracking events *body* for invoice *invoice_number*."""
-        url = self._url(account, order_id, "invoice", self._checked(invoice_number), "tracking")
-        return self._write("PUT", account, url, body, send_by)
+        """Make the call *op* (``operations.OPERATIONS``) with *body*, for *order_id* (and the
+        invoice *invoice_number* when the call updates one)."""
+        if op.needs_invoice_number:
+            invoice_number = self._check(check_invoice_number, "invoice number", invoice_number)
+        url = self._url(account, op.url_path(self._order(order_id), invoice_number))
+        response = self._send(op.method, account, url, body, send_by)
+        try:
+            return Receipt.model_validate(response.json())
+        except (ValueError, ValidationError):
+            return Receipt()  # applied all the same; the receipt is only informative
 
     def get_order(
         self, account: str, order_id: str, *, send_by: float | None = None
     ) -> dict[str, Any]:
         """GET the order as VTEX returns it. A 2xx that is not a JSON object is retryable."""
-        response = self._send("GET", account, self._url(account, order_id), None, send_by)
+        url = self._url(account, ORDER_PATH.format(orderId=self._order(order_id)))
+        response = self._send("GET", account, url, None, send_by)
         try:
             order = response.json()
         except ValueError:
@@ -121,6 +113,36 @@ class OmsClient:
             # Never hand back {} for "unreadable": it would read as "no invoice yet".
             raise RetryableError("VTEX answered without a JSON order", status=response.status_code)
         return order
+
+    def fetch_order(self, account: str, order_id: str, *, within: float, limit: int) -> Fetched:
+        """GET order as VTEX answers it, whatever the status, for the intake to pass on. The
+        body is read whole, up to *limit* bytes, within *within* seconds: ``TimeoutError``
+        past them, ``PermanentError`` over *limit*, ``RetryableError`` if the connection
+        fails or ends before the body does (a body cut short is never returned)."""
+        url = self._url(account, ORDER_PATH.format(orderId=self._order(order_id)))
+        key, secret = self._settings.credentials(account)
+        token = secret.get_secret_value()
+        deadline = time.monotonic() + within
+        try:
+            with self._client.stream(
+                "GET", url, headers={KEY_HEADER: key, TOKEN_HEADER: token}, timeout=within
+            ) as response:
+                if int(response.headers.get("Content-Length") or 0) > limit:
+                    raise _too_large(limit)
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(limit)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
+                    chunks.append(chunk)
+                return Fetched(response.status_code, b"".join(chunks), response.headers)
+        except httpx.TimeoutException:
+            error: Exception = TimeoutError()
+        except httpx.HTTPError as exc:
+            error = self._transport_error(exc, token)
+        raise error from None  # outside the handler: no httpx exception (it holds the headers)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -137,31 +159,21 @@ class OmsClient:
     ) -> None:
         self.close()
 
-    def _checked(self, invoice_number: str) -> str:
-        return self._check(check_invoice_number, "invoice number", invoice_number)
+    def _order(self, order_id: str) -> str:
+        # Defence in depth: the producer checked it already, but it shapes the URL.
+        return self._check(check_order_id, "order id", order_id)
 
-    def _url(self, account: str, order_id: str, *rest: str) -> str:
-        # Defence in depth: the producer checked these already, but they shape the URL.
+    def _url(self, account: str, path: str) -> str:
         account = self._check(check_account, "account", account)
-        order_id = self._check(check_order_id, "order id", order_id)
-        return "/".join([self._settings.base_url(account), "api/oms/pvt/orders", order_id, *rest])
+        return self._settings.base_url(account) + path
 
     @staticmethod
-    def _check(check: Callable[[str], str], what: str, value: str) -> str:
+    def _check(check: Callable[[Any], str], what: str, value: str | None) -> str:
         try:
             return check(value)
         except (ValueError, TypeError) as exc:
             error = PermanentError(f"invalid {what}: {exc}")
         raise error from None
-
-    def _write(
-        self, method: str, account: str, url: str, body: Mapping[str, Any], send_by: float | None
-    ) -> Receipt:
-        response = self._send(method, account, url, body, send_by)
-        try:
-            return Receipt.model_validate(response.json())
-        except (ValueError, ValidationError):
-            return Receipt()  # applied all the same; the receipt is only informative
 
     def _send(
         self,
@@ -175,7 +187,7 @@ class OmsClient:
         a 2xx response. ``UnknownAccount`` (nothing sent) if *account* is not configured."""
         key, secret = self._settings.credentials(account)
         token = secret.get_secret_value()
-        headers = {_KEY_HEADER: key, _TOKEN_HEADER: token}
+        headers = {KEY_HEADER: key, TOKEN_HEADER: token}
         started = time.monotonic()
         error: OmsError
         extensions = {} if send_by is None else {"trace": _SendBy(send_by)}
@@ -214,6 +226,10 @@ class OmsClient:
         if status == 408 or status >= 500:
             return RetryableError(message, status=status)
         return PermanentError(message, status=status)
+
+
+def _too_large(limit: int) -> PermanentError:
+    return PermanentError(f"VTEX's order is over {limit:,} bytes, the most passed through")
 
 
 def _scrub(text: str, token: str) -> str:

@@ -83,9 +83,9 @@ def shown(order: dict[str, Any]) -> dict[str, tuple[str, int]]:
     for package in (order.get("packageAttachment") or {}).get("packages") or []:
         if not isinstance(package, dict):
             continue
-        value, kind = str(package.get("invoiceValue", "")), package.get("type")
-        if kind in ("Output", "Input") and value.isdigit():
-            found[str(package.get("invoiceNumber"))] = (kind, int(value))
+        value, flow = str(package.get("invoiceValue", "")), package.get("type")
+        if flow in ("Output", "Input") and value.isdigit():
+            found[str(package.get("invoiceNumber"))] = (flow, int(value))
     return found
 
 

@@ -31,6 +31,7 @@ from vtex_relay.intake.hosts import account_of
 from vtex_relay.intake.metrics import IntakeMetrics
 from vtex_relay.intake.passthrough import Passthrough
 from vtex_relay.intake.writes import checker, write
+from vtex_relay.operations import OPERATIONS
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings
 from vtex_relay.store import connections
@@ -122,7 +123,7 @@ class Intake:
         an = request.query.getall("an", [])
         account = account_of(settings, route.path_account, an, request.headers.get("Host"))
         authenticate(settings, account, request.headers)
-        if route.name in ("invoice", "tracking-number", "tracking"):
+        if route.name in OPERATIONS:
             return await write(request, route, account, settings, self.queue, held, self.checker)
         if route.name == "get-order":
             assert self.passthrough is not None

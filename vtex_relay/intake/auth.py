@@ -16,12 +16,11 @@ from hmac import compare_digest
 
 from multidict import CIMultiDictProxy
 
+from vtex_relay.credentials import KEY_HEADER, TOKEN_HEADER
 from vtex_relay.errors import ConfigurationError, UnknownAccount
 from vtex_relay.intake.answers import Refusal
 from vtex_relay.settings import Settings
 
-KEY_HEADER = "X-VTEX-API-AppKey"
-TOKEN_HEADER = "X-VTEX-API-AppToken"  # noqa: S105 (a header name, not a secret)
 UNAUTHORISED = (
     "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken must be the account's credentials"
 )

@@ -17,22 +17,21 @@ from typing import Any, TypeVar
 
 from pydantic_core import to_json
 
-from vtex_relay.errors import FieldError, InvalidJob, UnknownJob, UnknownOrder
+from vtex_relay.errors import FieldError, UnknownJob, UnknownOrder
 from vtex_relay.identifiers import check_order_id
 from vtex_relay.intake.answers import Refusal, invalid
 from vtex_relay.jobs import Job
 from vtex_relay.models import parse_json
 from vtex_relay.ops import dead_letters
 from vtex_relay.ops.views import job_json, order_json
-from vtex_relay.produce.api import RERUN_IS_SAFE, enqueue_many, refused_by_redis
-from vtex_relay.produce.batch import invoice_conflicts, summary, update_refusals, validate_batch
+from vtex_relay.produce.api import RERUN_IS_SAFE, refused_by_redis
+from vtex_relay.produce.batch import MAX_REPORTED, REFUSED, summary
+from vtex_relay.produce.batch import run as run_batch
 from vtex_relay.settings import Settings
 from vtex_relay.store import connections
 from vtex_relay.store.keys import OrderRef
 
 T = TypeVar("T")
-MAX_REPORTED = 100  # bad lines listed in one answer, as the CLI
-_REFUSED = ("conflict", "unknown-invoice", "untracked")
 
 
 class Reads:
@@ -51,39 +50,24 @@ class Reads:
 def batch(raw: bytes, account: str, settings: Settings) -> list[dict[str, Any]]:
     """Enqueue every line of *raw*, or none: ``Refusal`` 400 naming each bad line (409 for a
     race with another producer; 503 if Redis went away part-way)."""
-    bad: list[FieldError] = []
-    count = hidden = 0
 
-    def on_error(number: int, exc: InvalidJob) -> None:
-        nonlocal count, hidden
-        count += 1
-        if len(bad) < MAX_REPORTED:
-            bad.extend(FieldError(f"line {number}: {e.location}", e.message) for e in exc.errors)
-            hidden += exc.not_listed
+    def own(job: Job) -> str | None:
+        if job.account == account:
+            return None
+        return f"is {job.account}, not the request's account {account}"
 
-    spool = io.StringIO()
     lines = _lines(raw, account, settings.vtex_account)
-    good = validate_batch(lines, spool, on_error)
-    for line in good:
-        if line.ref.account != account:
-            reason = f"is {line.ref.account}, not the request's account {account}"
-            on_error(line.line, InvalidJob([FieldError("account", reason)]))
-    if not count:
-        for number, reason in invoice_conflicts(good):
-            on_error(number, InvalidJob([FieldError("orderId", reason)]))
-        for number, reason in update_refusals(good):
-            on_error(number, InvalidJob([FieldError("invoiceNumber", reason)]))
-    if count:
-        raise invalid(bad, hidden)
-    jobs = [Job.model_validate_json(text) for text in spool.getvalue().splitlines()]
-    results = enqueue_many(jobs)
-    summaries = [summary(job, result) for job, result in zip(jobs, results, strict=True)]
-    failed = [r for r in results if r.verdict == "failed"]
+    done = run_batch(lines, io.StringIO(), keep_jobs=True, allow=own)
+    if done.bad:
+        raise invalid(done.errors, done.hidden)
+    jobs = done.jobs or []
+    summaries = [summary(job, result) for job, result in zip(jobs, done.results, strict=True)]
+    failed = done.left_out("failed")
     if failed:
-        went = sum(r.verdict in ("enqueued", "duplicate") for r in results)
-        trouble = refused_by_redis(failed[0].state or "")
+        went = len(done.left_out("enqueued", "duplicate"))
+        trouble = refused_by_redis(failed[0][1].state or "")
         raise Refusal(503, f"{trouble}: {went} job(s) went in. {RERUN_IS_SAFE}")
-    refused = [s for s in summaries if s["status"] in _REFUSED]
+    refused = [s for s in summaries if s["status"] in REFUSED]
     if refused:
         # Only a producer racing this batch can cause this: the checks above saw nothing wrong.
         raise Refusal(

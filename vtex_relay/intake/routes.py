@@ -11,16 +11,24 @@ an order id).
 from typing import NamedTuple
 
 from vtex_relay.intake.answers import Refusal
+from vtex_relay.operations import OPERATIONS, ORDER_PATH
 
 P = None  # a parameter segment in a template
-_ORDER = ("api", "oms", "pvt", "orders", P)
 
-# (template, {method: route name}); parameters are named in _PARAMS, in order.
+
+def _template(path: str) -> tuple[str | None, ...]:
+    return tuple(P if s.startswith("{") else s for s in path.strip("/").split("/"))
+
+
+def _params(path: str) -> tuple[str, ...]:
+    return tuple(s[1:-1] for s in path.strip("/").split("/") if s.startswith("{"))
+
+
+# (template, {method: route name}); parameters are named in _PARAMS, in order. VTEX's writes
+# are routed by their job kind (``operations.OPERATIONS``).
 TEMPLATES: tuple[tuple[tuple[str | None, ...], dict[str, str]], ...] = (
-    (_ORDER, {"GET": "get-order"}),
-    ((*_ORDER, "invoice"), {"POST": "invoice"}),
-    ((*_ORDER, "invoice", P), {"PATCH": "tracking-number"}),
-    ((*_ORDER, "invoice", P, "tracking"), {"PUT": "tracking"}),
+    (_template(ORDER_PATH), {"GET": "get-order"}),
+    *((_template(op.path), {op.method: str(kind)}) for kind, op in OPERATIONS.items()),
     (("relay", "batch"), {"POST": "batch"}),
     (("relay", "orders", P), {"GET": "relay-order"}),
     (("relay", "jobs", P), {"GET": "relay-job"}),
@@ -29,11 +37,9 @@ TEMPLATES: tuple[tuple[tuple[str | None, ...], dict[str, str]], ...] = (
     (("metrics",), {"GET": "metrics"}),
     (("relay", "openapi.json"), {"GET": "openapi"}),
 )
-_PARAMS = {
-    "get-order": ("orderId",),
-    "invoice": ("orderId",),
-    "tracking-number": ("orderId", "invoiceNumber"),
-    "tracking": ("orderId", "invoiceNumber"),
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "get-order": _params(ORDER_PATH),
+    **{kind: _params(op.path) for kind, op in OPERATIONS.items()},
     "relay-order": ("orderId",),
     "relay-job": ("jobId",),
 }

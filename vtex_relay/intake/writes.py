@@ -26,16 +26,10 @@ from vtex_relay.intake.body import Held, check_json_type, parse, read_body
 from vtex_relay.intake.coalescer import Coalescer
 from vtex_relay.intake.routes import Route
 from vtex_relay.jobs import Job
-from vtex_relay.models import Kind
 from vtex_relay.produce.api import accepted, build_job
 from vtex_relay.settings import Settings
 
 JOB_ID_HEADER = "X-Relay-Job-Id"
-KINDS: dict[str, Kind] = {
-    "invoice": "invoice",
-    "tracking-number": "tracking-number",
-    "tracking": "tracking",
-}
 ELSEWHERE_BYTES = 65_536  # a body larger than this is checked in the checker process
 
 
@@ -80,10 +74,9 @@ def _deaf() -> None:
 def _job(raw: bytes, route: Route, account: str) -> Job:
     """The job a write's body makes; ``Refusal`` 400 (or 413) saying what is wrong with it."""
     body = parse(raw)
-    kind = KINDS[route.name]
     try:
         job = build_job(
-            kind,
+            route.name,
             route.params["orderId"],
             body,
             invoice_number=route.params.get("invoiceNumber"),

@@ -25,12 +25,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from vtex_relay.deliver.tally import BUCKETS
+from vtex_relay.operations import OPERATIONS as KIND_OPERATIONS
 from vtex_relay.ops.backlog import account_statuses
 from vtex_relay.settings import Settings
 from vtex_relay.store import keys
 from vtex_relay.store.keys import text
 
-OPERATIONS = ("get-order", "invoice", "tracking-number", "tracking")
+OPERATIONS = ("get-order", *KIND_OPERATIONS)
 STATES = ("waiting", "ready", "running", "retrying", "throttled", "dead")
 
 

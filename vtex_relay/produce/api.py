@@ -15,7 +15,8 @@ from redis.exceptions import RedisError
 from vtex_relay.errors import FieldError, InvalidJob, InvoiceConflict, QueueUnavailable
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.jobs import Job
-from vtex_relay.models import KINDS, validate_body
+from vtex_relay.models import KINDS
+from vtex_relay.operations import OPERATIONS, validate_body
 from vtex_relay.settings import get_settings
 from vtex_relay.store import connections
 from vtex_relay.store.ordering import Enqueued
@@ -116,7 +117,8 @@ def build_job(
         message = f"account {account!r} is not configured (VTEX_ACCOUNTS / VTEX_ACCOUNTS_FILE)"
         errors.append(FieldError("account", message))
     order_id = _check(errors, "orderId", order_id, check_order_id)
-    if kind != "invoice":
+    op = OPERATIONS[kind]
+    if op.needs_invoice_number:
         if invoice_number is None:
             errors.append(FieldError("invoiceNumber", f"required for a {kind} job"))
         else:
@@ -138,7 +140,7 @@ def build_job(
     if errors:
         raise InvalidJob(errors, not_listed)
     assert isinstance(account, str)  # no errors: it was checked
-    if kind == "invoice":
+    if op.posts_invoice:
         invoice_number = vtex_body["invoiceNumber"]
     return Job(
         kind=kind,

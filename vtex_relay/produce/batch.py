@@ -1,13 +1,12 @@
-"""Batches: JSON lines validated, all of them, before any is enqueued.
-
-``validate_batch`` reads the lines (UTF-8 bytes or text), spools each good job and reports
-every bad line by its number; ``invoice_conflicts`` then finds the invoices the one-invoice
-rule would refuse, against Redis and against earlier lines. The caller (``vtex-relay enqueue
-batch``) enqueues the spooled jobs only if both found nothing.
+"""Batches: JSON lines, all or nothing, in one flow that ``vtex-relay enqueue batch`` and the
+intake's ``POST /relay/batch`` only render: validate every line, check every good one with the
+enqueue script's own rules (``Ordering.check``: the same script, nothing written), then, only
+if no line is bad, enqueue them all in line order and report what each became.
 """
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 from redis.exceptions import RedisError
 
@@ -16,17 +15,20 @@ from vtex_relay.jobs import Job
 from vtex_relay.models import parse_json
 from vtex_relay.produce.api import (
     build_job,
+    enqueue_many,
     idempotency_key_errors,
+    refused_by_redis,
     unreachable,
     with_idempotency_key,
 )
 from vtex_relay.settings import get_settings
-from vtex_relay.store import connections, ledgers
-from vtex_relay.store.fingerprints import body_digest
-from vtex_relay.store.keys import OrderRef
-from vtex_relay.store.ordering import Enqueued
+from vtex_relay.store import connections
+from vtex_relay.store.ordering import Enqueued, Ordering
 
 LINE_FIELDS = frozenset({"kind", "orderId", "invoiceNumber", "account", "idempotencyKey", "body"})
+MAX_REPORTED = 100  # bad lines listed in one report; the rest are counted
+# Verdicts that leave a job out because of another job (an invoice, a missing one).
+REFUSED = ("conflict", "unknown-invoice", "untracked")
 
 
 def job_from_line(line: Mapping[str, Any]) -> Job:
@@ -49,106 +51,125 @@ def job_from_line(line: Mapping[str, Any]) -> Job:
     return with_idempotency_key(job, line.get("idempotencyKey"))
 
 
-class BatchLine(NamedTuple):
-    """A good line of a batch, as the checks across lines need it."""
+@dataclass
+class Batch:
+    """What a batch became. ``errors``: the first ``MAX_REPORTED`` bad lines' errors, each
+    located ``line N: field``; ``bad``: how many lines were bad, ``hidden``: errors not listed.
+    Nothing was enqueued if any line was bad; else ``results`` holds each job's ``Enqueued``
+    (and ``jobs`` the jobs, when asked to keep them)."""
 
-    line: int
-    kind: str
-    ref: OrderRef
-    number: str  # the invoice number the job POSTs or updates
-    digest: str  # an invoice's body digest ("" for updates)
-    single: bool  # an Output invoice under the "single" policy: one per order
-    tracks: bool  # gives its invoice a tracking number (a PATCH, or an invoice with one)
+    errors: list[FieldError] = field(default_factory=list)
+    bad: int = 0
+    hidden: int = 0
+    lines: int = 0
+    results: list[Enqueued] = field(default_factory=list)
+    jobs: list[Job] | None = None
+
+    def refuse(self, number: int, exc: InvalidJob) -> None:
+        self.bad += 1
+        if self.bad <= MAX_REPORTED:
+            self.errors.extend(
+                FieldError(f"line {number}: {e.location}", e.message) for e in exc.errors
+            )
+            self.hidden += exc.not_listed
+
+    def left_out(self, *verdicts: str) -> list[tuple[int, Enqueued]]:
+        """(job number from 1, result) of each job whose verdict is one of *verdicts*."""
+        return [(i, r) for i, r in enumerate(self.results, start=1) if r.verdict in verdicts]
 
 
-def validate_batch(
-    lines: Iterable[bytes | str], spool: IO[str], on_error: Callable[[int, InvalidJob], None]
-) -> list[BatchLine]:
-    """Validate JSON lines (UTF-8 bytes or text), writing each good job to *spool* and
-    reporting bad ones, each by its number.
+def run(
+    lines: Iterable[bytes | str],
+    spool: IO[str],
+    *,
+    keep_jobs: bool = False,
+    allow: Callable[[Job], str | None] | None = None,
+) -> Batch:
+    """The batch of JSON *lines*: validated (each good job written to *spool*), checked, then
+    enqueued if no line is bad. *allow* may refuse a good job: the reason (about its
+    ``account``), or None. ``QueueUnavailable`` if Redis cannot be reached."""
+    batch = Batch()
+    good: list[tuple[int, dict[str, Any]]] = []  # (line, the job as the script takes it)
+    for number, job in _validated(lines, batch):
+        reason = allow(job) if allow else None
+        if reason is not None:
+            batch.refuse(number, InvalidJob([FieldError("account", reason)]))
+            continue
+        named = Ordering.named(job, "")
+        good.append((number, named))
+        spool.write(job.model_dump_json())
+        spool.write("\n")
+    batch.lines = len(good)
+    if not batch.bad:
+        _check(good, batch)
+    if batch.bad or not good:
+        return batch
+    spool.seek(0)
+    jobs = [Job.model_validate_json(text) for text in spool] if keep_jobs else None
+    spool.seek(0)
+    batch.jobs = jobs
+    batch.results = enqueue_many(jobs or (Job.model_validate_json(text) for text in spool))
+    return batch
 
-    Blank lines are skipped. A line is bad, never an exception, whatever its bytes: not UTF-8,
-    not JSON, too deep or a number too long to parse, or over ``Settings.input_limit()``.
-    Returns the good lines, for ``invoice_conflicts`` and ``update_refusals``. The caller
-    enqueues only if no line was bad.
-    """
+
+def _validated(lines: Iterable[bytes | str], batch: Batch) -> Iterator[tuple[int, Job]]:
+    """Each good line's job, by its number; a bad line is refused, never an exception, whatever
+    its bytes: not UTF-8, not JSON, too deep or a number too long to parse, or over
+    ``Settings.input_limit()``. Blank lines are skipped."""
     limit = get_settings().input_limit()
-    good: list[BatchLine] = []
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         if len(text) > limit and len(_without_end(text)) > limit:
             reason = f"over {limit:,} bytes, the most read for a line (4 times MAX_BODY_BYTES)"
-            on_error(number, InvalidJob([FieldError("line", reason)]))
+            batch.refuse(number, InvalidJob([FieldError("line", reason)]))
             continue
         try:
             data = parse_json(text)
-        except ValueError as exc:
-            on_error(number, InvalidJob([FieldError("line", str(exc))]))
-            continue
-        try:
             if not isinstance(data, dict):
                 raise InvalidJob([FieldError("line", "must be a JSON object")])
-            job = job_from_line(data)
+            yield number, job_from_line(data)
+        except ValueError as exc:
+            batch.refuse(number, InvalidJob([FieldError("line", str(exc))]))
         except InvalidJob as exc:
-            on_error(number, exc)
-            continue
-        invoice = job.kind == "invoice"
-        good.append(
-            BatchLine(
-                number,
-                job.kind,
-                OrderRef.of(job),
-                job.invoice_number or "",
-                body_digest(job.body) if invoice else "",
-                invoice and job.body.get("type") != "Input" and job.invoice_policy == "single",
-                job.kind == "tracking-number" or bool(invoice and job.body.get("trackingNumber")),
-            )
-        )
-        spool.write(job.model_dump_json())
-        spool.write("\n")
-    return good
+            batch.refuse(number, exc)
 
 
-def invoice_conflicts(lines: list[BatchLine]) -> list[tuple[int, str]]:
-    """(line, reason) for each invoice line that the invoicing policy would refuse.
-
-    A line conflicts, unless the bodies are identical (a duplicate), with an invoice already
-    enqueued or on an earlier line: under the same invoice number (each number is one
-    invoice, ever), or, for an Output invoice under the ``single`` policy, any Output
-    invoice of its order.
-    """
-    orders: dict[OrderRef, BatchLine] = {}  # the single-policy Output of each order
-    numbers: dict[tuple[OrderRef, str], BatchLine] = {}
-    conflicts: dict[int, str] = {}
-    for invoice in (line for line in lines if line.kind == "invoice"):
-        if invoice.single:
-            earlier = orders.setdefault(invoice.ref, invoice)
-            if earlier.digest != invoice.digest:
-                reason = f"a different invoice for this order is on line {earlier.line}"
-                conflicts[invoice.line] = f"{reason} (one invoice per order)"
-                continue
-        earlier = numbers.setdefault((invoice.ref, invoice.number), invoice)
-        if earlier.digest != invoice.digest:
-            reason = f"a different invoice under number {invoice.number} is on line {earlier.line}"
-            conflicts[invoice.line] = f"{reason} (each invoice number once)"
-    client = connections.redis_client()
+def _check(good: list[tuple[int, dict[str, Any]]], batch: Batch) -> None:
+    """Refuse each line the enqueue script would refuse, with the lines before it enqueued."""
     try:
-        existing = ledgers.output_invoices(client, list(orders))
-        held = ledgers.number_holders(client, [(ref, n) for ref, n in numbers])
+        verdicts = connections.ordering().check([named for _number, named in good])
     except RedisError as exc:
         raise QueueUnavailable(unreachable(exc, 0)) from None
-    for invoice, found in zip(orders.values(), existing, strict=True):
-        if found is not None and found[1] != invoice.digest:
-            job_id, _digest, number, state = found
-            reason = f"the order already has invoice {number} (job {job_id}, {state})"
-            conflicts.setdefault(invoice.line, f"{reason}; one invoice per order")
-    for invoice, holder in zip(numbers.values(), held, strict=True):
-        if holder is not None and holder[1] != invoice.digest:
-            job_id, _digest, state = holder
-            reason = f"invoice number {invoice.number} is already a different invoice"
-            conflicts.setdefault(invoice.line, f"{reason} (job {job_id}, {state})")
-    return sorted(conflicts.items())
+    line_of = {named["id"]: number for number, named in good}
+    for (number, named), result in zip(good, verdicts, strict=True):
+        if result.verdict == "failed":
+            raise QueueUnavailable(f"{refused_by_redis(result.state or '')}; nothing was enqueued")
+        if result.verdict in REFUSED:
+            batch.refuse(number, InvalidJob([_refusal(named, result, line_of)]))
+
+
+def _refusal(named: Mapping[str, Any], result: Enqueued, line_of: Mapping[str, int]) -> FieldError:
+    number, holder = named["number"], result.job_id
+    if result.verdict == "unknown-invoice":
+        listed = ", ".join(sorted((result.state or "").split()))
+        reason = f"the order has no invoice {number} (its invoices: {listed})"
+        return FieldError("invoiceNumber", f"{reason}; VTEX would answer 404")
+    if result.verdict == "untracked":
+        reason = f"invoice {number} has no tracking number yet: send the tracking number"
+        return FieldError("invoiceNumber", f"{reason} first (a tracking-number job)")
+    same_number = result.invoice_number == number
+    if holder in line_of:
+        if same_number:
+            reason = f"a different invoice under number {number} is on line {line_of[holder]}"
+            return FieldError("orderId", f"{reason} (each invoice number once)")
+        reason = f"a different invoice for this order is on line {line_of[holder]}"
+        return FieldError("orderId", f"{reason} (one invoice per order)")
+    if same_number:
+        reason = f"invoice number {number} is already a different invoice"
+        return FieldError("orderId", f"{reason} (job {holder}, {result.state})")
+    reason = f"the order already has invoice {result.invoice_number} (job {holder}, {result.state})"
+    return FieldError("orderId", f"{reason}; one invoice per order")
 
 
 def _without_end(line: bytes | str) -> bytes | str:
@@ -164,41 +185,6 @@ def bounded_lines(file: IO[bytes]) -> Iterator[bytes]:
             while (rest := file.readline(65_536)) and not rest.endswith(b"\n"):
                 pass
         yield line
-
-
-def update_refusals(lines: list[BatchLine]) -> list[tuple[int, str]]:
-    """(line, reason) for each update line the enqueue script would refuse: one naming an
-    invoice its order does not have, or a tracking update before its invoice's tracking number.
-
-    What the order has is what Redis holds plus the earlier lines of the batch; an order whose
-    invoices the relay never saw (none in Redis or the batch) takes any update, as the script
-    does.
-    """
-    refs = sorted({line.ref for line in lines if line.kind != "invoice"}, key=lambda r: r.tag)
-    client = connections.redis_client()
-    try:
-        known = dict(zip(refs, ledgers.known_invoices(client, refs), strict=True))
-    except RedisError as exc:
-        raise QueueUnavailable(unreachable(exc, 0)) from None
-    refusals: list[tuple[int, str]] = []
-    for line in lines:
-        if line.ref not in known:
-            continue
-        numbers, tracked = known[line.ref]
-        if line.kind != "invoice" and numbers and line.number not in numbers:
-            listed = ", ".join(sorted(numbers))
-            reason = f"the order has no invoice {line.number} (its invoices: {listed})"
-            refusals.append((line.line, f"{reason}; VTEX would answer 404"))
-            continue
-        if line.kind == "tracking" and numbers and line.number not in tracked:
-            reason = f"invoice {line.number} has no tracking number yet: send the tracking number"
-            refusals.append((line.line, f"{reason} first (a tracking-number job)"))
-            continue
-        if line.kind == "invoice":
-            numbers.add(line.number)
-        if line.tracks:
-            tracked.add(line.number)
-    return refusals
 
 
 def summary(job: Job, result: Enqueued) -> dict[str, Any]:

@@ -20,18 +20,18 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from vtex_relay.sandbox.auth import KEY_HEADER, authorised
+from vtex_relay.credentials import KEY_HEADER
+from vtex_relay.operations import OPERATIONS, ORDER_PATH, Operation
+from vtex_relay.sandbox.auth import authorised
 from vtex_relay.sandbox.faults import Decision, Fault, Faults, decide
-from vtex_relay.sandbox.schemas import BodyError, BodyKind, BodyValidator
+from vtex_relay.sandbox.schemas import BodyError, BodyValidator
 from vtex_relay.sandbox.state import OmsRefusal, Order, Orders, RequestLog
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OMS = "/api/oms/pvt/orders/{orderId}"
-ROUTES: tuple[tuple[str, str, BodyKind | None], ...] = (
-    ("POST", OMS + "/invoice", "invoice"),
-    ("PATCH", OMS + "/invoice/{invoiceNumber}", "tracking_number"),
-    ("PUT", OMS + "/invoice/{invoiceNumber}/tracking", "tracking"),
-    ("GET", OMS, None),
+# VTEX's three writes (``operations.OPERATIONS``), then GET order.
+ROUTES: tuple[tuple[str, str, Operation | None], ...] = (
+    *((op.method, op.path, op) for op in OPERATIONS.values()),
+    ("GET", ORDER_PATH, None),
 )
 
 
@@ -90,20 +90,20 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response(body, status=status, headers=headers or None)
 
 
-def _oms_handler(kind: BodyKind | None) -> Handler:
-    """The handler of one OMS route; ``kind`` names the write (``None``: GET order)."""
+def _oms_handler(op: Operation | None) -> Handler:
+    """The handler of one OMS route; *op* is the write (``None``: GET order)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         sb = request.app[SANDBOX]
         match = request.match_info
         account, order_id = match.get("account", ""), match["orderId"]
         invoice_number = match.get("invoiceNumber")
-        raw = await request.read() if kind else b""
+        raw = await request.read() if op else b""
         try:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        if kind == "invoice" and isinstance(body, dict):
+        if op is not None and op.posts_invoice and isinstance(body, dict):
             # A POST names its invoice in the body; log it so the log can be filtered by it.
             number = body.get("invoiceNumber")
             invoice_number = number if isinstance(number, str) else None
@@ -111,25 +111,25 @@ def _oms_handler(kind: BodyKind | None) -> Handler:
         entry = sb.log.record(request.method, path, account, order_id, invoice_number, body)
         entry["appKey"] = request.headers.get(KEY_HEADER)  # the key only: never the token
         entry["cookie"] = request.headers.get("Cookie")  # a client must send none (set_cookies)
-        decision = decide(sb.faults, sb.rng, order_id, write=kind is not None)
+        decision = decide(sb.faults, sb.rng, order_id, write=op is not None)
         entry["fault"] = decision.fault.value
         latency = sb.faults.account_latency_ms.get(account, sb.faults.latency_ms)
         if latency:
             await asyncio.sleep(latency / 1000)
-        response = _refusal(request, sb, kind, body, decision)
+        response = _refusal(request, sb, op, body, decision)
         if response is None and decision.fault is Fault.TIMEOUT:
             sb.log.finish(entry, "stalled")
             await asyncio.sleep(sb.faults.stall_seconds)
             return _error(504, "Gateway Timeout")
         if response is None:
             try:
-                result = _apply(sb, kind, sb.orders.get(account, order_id), match, body)
+                result = _apply(sb, op, sb.orders.get(account, order_id), match, body)
             except OmsRefusal as exc:
                 response = _error(exc.status, exc.message)
         if response is not None:
             sb.log.finish(entry, response.status)
             return response
-        if kind is not None:
+        if op is not None:
             entry["appliedAt"] = time.time()
         if decision.fault is Fault.APPLY_DROP:
             if order_id in sb.faults.drop_writes:  # once per order
@@ -145,7 +145,7 @@ def _oms_handler(kind: BodyKind | None) -> Handler:
             await asyncio.sleep(sb.faults.stall_seconds)
         else:
             sb.log.finish(entry, 200)
-        if kind is None and sb.faults.order_writes > 1:
+        if op is None and sb.faults.order_writes > 1:
             return await _in_pieces(request, sb.faults, result)
         return web.json_response(result)
 
@@ -179,7 +179,7 @@ async def _set_cookie(request: web.BaseRequest, response: web.StreamResponse) ->
 
 
 def _refusal(
-    request: web.Request, sb: _Sandbox, kind: BodyKind | None, body: Any, decision: Decision
+    request: web.Request, sb: _Sandbox, op: Operation | None, body: Any, decision: Decision
 ) -> web.Response | None:
     """The error answer to an OMS request that must not be applied, if it is one."""
     config = sb.config
@@ -196,14 +196,14 @@ def _refusal(
         return _error(429, "Too Many Requests", **_retry_after(sb))
     if decision.fault is Fault.UNAVAILABLE:
         return _error(503, "Service Unavailable")
-    if decision.fault is Fault.TIMEOUT or kind is None:
+    if decision.fault is Fault.TIMEOUT or op is None:
         return None
     if request.content_type != "application/json":
         return _error(400, f"Content-Type must be application/json, not {request.content_type}")
     if not isinstance(body, dict):
         return _error(400, "Invalid request body: body must be a JSON object")
     try:
-        sb.validator.check(kind, body)
+        sb.validator.check(op.schema, body)
     except BodyError as exc:
         return _error(400, f"Invalid request body: {exc}")
     if decision.fail_status is not None:
@@ -220,17 +220,15 @@ def _retry_after(sb: _Sandbox) -> dict[str, str]:
 
 
 def _apply(
-    sb: _Sandbox, kind: BodyKind | None, order: Order | None, match: Mapping[str, str], body: Any
+    sb: _Sandbox, op: Operation | None, order: Order | None, match: Mapping[str, str], body: Any
 ) -> dict[str, Any]:
     """Apply a checked OMS request; returns the JSON to answer. Raises ``OmsRefusal``."""
     assert order is not None  # Orders.get creates by default
-    if kind == "invoice":
+    if op is None:
+        return order.to_vtex(hide_newer_than=sb.faults.invoice_lag_seconds)
+    if op.posts_invoice:
         return sb.orders.post_invoice(order, body)
-    if kind == "tracking_number":
-        return sb.orders.patch_tracking_number(order, match["invoiceNumber"], body)
-    if kind == "tracking":
-        return sb.orders.put_tracking(order, match["invoiceNumber"], body)
-    return order.to_vtex(hide_newer_than=sb.faults.invoice_lag_seconds)
+    return sb.orders.update(op.schema, order, match["invoiceNumber"], body)
 
 
 async def _unknown(request: web.Request) -> web.StreamResponse:
@@ -326,7 +324,7 @@ def build_app(config: SandboxConfig) -> web.Application:
     add("GET", "/_sandbox/stats", _stats)
     add("POST", "/_sandbox/reset", _reset)
     for prefix in ("", "/{account}"):
-        for method, path, kind in ROUTES:
-            add(method, prefix + path, _oms_handler(kind))
+        for method, path, op in ROUTES:
+            add(method, prefix + path, _oms_handler(op))
     add("*", "/{tail:.*}", _unknown)
     return app

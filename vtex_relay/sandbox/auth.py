@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from secrets import compare_digest
 
-KEY_HEADER = "X-VTEX-API-AppKey"
-TOKEN_HEADER = "X-VTEX-API-AppToken"  # noqa: S105 (a header name, not a secret)
+from vtex_relay.credentials import KEY_HEADER, TOKEN_HEADER
 
 
 def authorised(

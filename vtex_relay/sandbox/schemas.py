@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
 
-BodyKind = Literal["invoice", "tracking_number", "tracking"]
-KINDS: tuple[BodyKind, ...] = ("invoice", "tracking_number", "tracking")
+NAMES = ("invoice", "tracking_number", "tracking")  # the request schemas' names
 
 
 class BodyError(ValueError):
@@ -36,8 +36,8 @@ def _load() -> dict[str, Any]:
 
 def _relax(schemas: dict[str, Any]) -> None:
     schemas["invoice"]["properties"]["courier"]["type"] = ["string", "null"]
-    for kind, field in (("tracking_number", "dispatchedDate"), ("tracking", "deliveredDate")):
-        schemas[kind]["required"] = [f for f in schemas[kind]["required"] if f != field]
+    for name, field in (("tracking_number", "dispatchedDate"), ("tracking", "deliveredDate")):
+        schemas[name]["required"] = [f for f in schemas[name]["required"] if f != field]
 
 
 class BodyValidator:
@@ -47,16 +47,18 @@ class BodyValidator:
         schemas = copy.deepcopy(_load())
         if not strict:
             _relax(schemas)
-        self._validators = {kind: Draft202012Validator(schemas[kind]) for kind in KINDS}
+        self._validators = {name: Draft202012Validator(schemas[name]) for name in NAMES}
 
-    def check(self, kind: BodyKind, body: Any) -> None:
-        """Raise ``BodyError`` unless *body* satisfies the schema and VTEX's extra rules."""
-        validator = self._validators[kind]
+    def check(self, schema: str, body: Any) -> None:
+        """Raise ``BodyError`` unless *body* satisfies the request schema *schema* (its name in
+        VTEX's spec: ``Operation.schema``) and VTEX's extra rules."""
+        validator = self._validators[schema]
         if not validator.is_valid(body):
             error = best_match(validator.iter_errors(body))
             raise BodyError(f"{_location(error)}: {error.message}")
-        if kind == "invoice":
-            _check_invoice_rules(body)
+        rules = _RULES.get(schema)
+        if rules is not None:
+            rules(body)
 
 
 def _location(error: ValidationError) -> str:
@@ -82,3 +84,7 @@ def _check_invoice_rules(body: dict[str, Any]) -> None:
     # a null number is undocumented).
     if not number:
         raise BodyError("invoiceNumber: must be a non-empty string")
+
+
+# Rules of a request schema that its JSON Schema cannot express, by the schema's name.
+_RULES: dict[str, Callable[[dict[str, Any]], None]] = {"invoice": _check_invoice_rules}

@@ -176,6 +176,13 @@ class Orders:
             order.invoiced_date = order.last_change
         return _receipt(order)
 
+    def update(
+        self, schema: str, order: Order, invoice_number: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Apply an update of an invoice, named by its request schema (``Operation.schema``)."""
+        apply = {"tracking_number": self.patch_tracking_number, "tracking": self.put_tracking}
+        return apply[schema](order, invoice_number, body)
+
     def patch_tracking_number(
         self, order: Order, invoice_number: str, body: dict[str, Any]
     ) -> dict[str, Any]:

@@ -16,13 +16,15 @@ Guarantees (see docs/delivery.md for the states and why each crash point is safe
 """
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, NamedTuple
 
 import redis
 from pydantic_core import to_json
 
 from vtex_relay.jobs import Job
+from vtex_relay.operations import operation
+from vtex_relay.store import keys
 from vtex_relay.store.fingerprints import body_digest, fingerprint
 from vtex_relay.store.keys import (
     ACKS,
@@ -154,7 +156,7 @@ class Ordering:
                 reply: Any = self._enqueue(keys=names, args=args)
             except redis.ResponseError as exc:
                 reply = exc
-            yield job, _enqueued(job, reply)
+            yield job, _enqueued(job.job_id, _only(reply))
             return
         if not first:
             return
@@ -176,7 +178,7 @@ class Ordering:
         for chunk, replies in overlapped(self.client, batches, raise_on_error=False):
             unconfirmed = self._unconfirmed(replies[len(chunk) :])
             for job, reply in zip(chunk, replies, strict=False):
-                result = _enqueued(job, reply)
+                result = _enqueued(job.job_id, _only(reply))
                 if unconfirmed and result.verdict in ("enqueued", "duplicate"):
                     result = Enqueued("failed", job.job_id, state=f"UNCONFIRMED {unconfirmed}")
                 yield job, result
@@ -206,39 +208,64 @@ class Ordering:
                 pipe.execute_command(*command)  # type: ignore[no-untyped-call]
             return self._unconfirmed(pipe.execute(raise_on_error=False))
 
+    def check(self, jobs: Sequence[dict[str, Any]]) -> list[Enqueued]:
+        """What enqueueing *jobs* (each as ``named`` gives it) in order would do to each,
+        decided by the enqueue script itself with nothing written: one call per order,
+        pipelined. A batch's pre-check."""
+        orders: dict[str, list[int]] = {}
+        for index, job in enumerate(jobs):
+            orders.setdefault(job["ref"], []).append(index)
+        self.client.script_load(self._enqueue.script)
+        with self.client.pipeline(transaction=False) as pipe:
+            for ref, indexes in orders.items():
+                keys = self._order_keys(ref)
+                args = self._args([jobs[i] for i in indexes], check=True)
+                pipe.evalsha(self._enqueue.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+        results: list[Enqueued] = [Enqueued("skipped", "")] * len(jobs)
+        for indexes, reply in zip(orders.values(), replies, strict=True):
+            for n, index in enumerate(indexes):
+                answer = reply if isinstance(reply, redis.ResponseError) else reply[n]
+                results[index] = _enqueued(jobs[index]["id"], answer)
+        return results
+
     def _enqueue_call(self, job: Job, latest: dict[OrderRef, str]) -> tuple[list[str], list[str]]:
         ref = OrderRef.of(job)
-        digest = body_digest(job.body) if job.kind == "invoice" else ""
-        mark = fingerprint(job, digest)
-        after = latest.get(ref, "")
-        latest[ref] = mark
-        names = [
-            ref.key("order"),
-            ref.key("seqs"),
-            ref.job_key(job.job_id),
-            self.queue,
-            ref.key("dedup"),
-            ref.key("invoices"),
-            ref.key("tracked"),
-        ]
-        args = [
-            ref.tag,
-            job.job_id,
-            job.kind,
-            to_json(job.body).decode(),
-            digest,
-            job.invoice_number or "",
-            to_json(job.enqueued_at).decode()[1:-1],  # as in the task message
-            mark,
-            after,
-            str(job.body.get("type", "")) if job.kind == "invoice" else "",
-            job.invoice_policy,
-            "1" if job.kind == "tracking-number" or job.body.get("trackingNumber") else "0",
-            str(job.body.get("invoiceValue", "")) if job.kind == "invoice" else "",
-            str(self.window),
-            str(LAYOUT_VERSION),
-        ]
-        return names, args
+        named = self.named(job, latest.get(ref, ""))
+        latest[ref] = named["fingerprint"]
+        return self._order_keys(ref.tag), [*self._args([named]), to_json(job.body).decode()]
+
+    def _order_keys(self, tag: str) -> list[str]:
+        names = ("order", "seqs", "dedup", "invoices", "tracked")
+        order, seqs, dedup, invoices, tracked = (keys.order(tag, name) for name in names)
+        return [order, seqs, self.queue, dedup, invoices, tracked]
+
+    def _args(self, jobs: list[dict[str, Any]], *, check: bool = False) -> list[str]:
+        named = {"check": check, "window": self.window, "layout": str(LAYOUT_VERSION)}
+        return [to_json({**named, "jobs": jobs}).decode()]
+
+    @staticmethod
+    def named(job: Job, after: str) -> dict[str, Any]:
+        """*job* as the enqueue script takes it (``lua/enqueue.lua``'s header)."""
+        op = operation(job.kind)
+        invoice = op.posts_invoice
+        digest = body_digest(job.body) if invoice else ""
+        return {
+            "ref": OrderRef.of(job).tag,
+            "id": job.job_id,
+            "kind": job.kind,
+            "digest": digest,
+            "number": job.invoice_number or "",
+            "enqueued_at": to_json(job.enqueued_at).decode()[1:-1],  # as in the task message
+            "fingerprint": fingerprint(job, digest),
+            "after": after,
+            "posts_invoice": invoice,
+            "needs_tracking_number": op.needs_tracking_number,
+            "tracks": op.gives_tracking_number(job.body),
+            "type": str(job.body.get("type", "")) if invoice else "",
+            "value": str(job.body.get("invoiceValue", "")) if invoice else "",
+            "policy": job.invoice_policy,
+        }
 
     def claim(
         self,
@@ -361,18 +388,23 @@ def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
         yield chunk
 
 
-def _enqueued(job: Job, reply: Any) -> Enqueued:
+def _only(reply: Any) -> Any:
+    """The reply to a write call's one job (the script replies per job), or its error."""
+    return reply if isinstance(reply, redis.ResponseError) else reply[0]
+
+
+def _enqueued(job_id: str, reply: Any) -> Enqueued:
     if isinstance(reply, redis.ResponseError):
         # redis-py drops the error code from an OOM reply's text: put it back.
         oom = "OOM " if isinstance(reply, redis.exceptions.OutOfMemoryError) else ""
-        return Enqueued("failed", job.job_id, state=f"{oom}{reply}")
+        return Enqueued("failed", job_id, state=f"{oom}{reply}")
     parts = [text(part) for part in reply]
     if parts[0] == "conflict":
         return Enqueued("conflict", parts[1], parts[2], parts[3])
     if parts[0] == "skipped":
-        return Enqueued("skipped", job.job_id)
+        return Enqueued("skipped", job_id)
     if parts[0] == "unknown-invoice":
-        return Enqueued("unknown-invoice", job.job_id, state=parts[1])
+        return Enqueued("unknown-invoice", job_id, state=parts[1])
     if parts[0] == "untracked":
-        return Enqueued("untracked", job.job_id)
+        return Enqueued("untracked", job_id)
     return Enqueued("duplicate" if parts[0] == "duplicate" else "enqueued", parts[1])
