@@ -6,8 +6,7 @@ port nothing else uses (never Redis's shared 6379), and writes its output to a f
 Every wait polls a condition until a deadline: nothing sleeps to synchronise. A failure raises
 the class's ``error``, ``AssertionError`` unless a subclass names another (the benchmark's
 ``BenchError``). Importing this module needs only the worker's dependencies: the sandbox, which
-needs the ``sandbox`` extra, runs in a subprocess. Process trees are read from ``/proc``
-(Linux; elsewhere a process has no children to clean up).
+needs the ``sandbox`` extra, runs in a subprocess. Process trees are read with psutil.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
+import psutil
 import redis
 
 T = TypeVar("T")
@@ -72,31 +72,17 @@ def wait_for(
 def alive(pid: int) -> bool:
     """True while *pid* exists and is not a zombie."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    return state != "Z"
 
 
 def descendants(pid: int) -> list[int]:
     """The pids of every live process below *pid* (not *pid* itself)."""
-    parents: dict[int, int] = {}
-    with contextlib.suppress(FileNotFoundError):  # no /proc: no tree to read
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except (FileNotFoundError, ProcessLookupError, IndexError):
-                    continue
-                parents[int(entry.name)] = int(fields[1])
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, ppid in parents.items() if ppid == parent]
-        found.extend(children)
-        frontier.extend(children)
-    return found
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def stop_process(

@@ -34,12 +34,12 @@ def run(*args: str, stdin: str | None = None) -> Result:
 
 def _tag_of(account: str, order_id: str) -> str:
     """How an order's keys start: ``vr:{account:orderId}``."""
-    return OrderRef(account, order_id).key("").removesuffix(":")
+    return OrderRef(account, order_id).key("order").removesuffix(":order")
 
 
 def order_keys(client: redis.Redis) -> set[str]:
     """The ``{account:orderId}`` tags of every order key in Redis."""
-    return {text(key).split("}")[0] + "}" for key in client.scan_iter(keys.order("*", "*"))}
+    return {text(key).split("}")[0] + "}" for key in client.scan_iter(keys.order("*", "order"))}
 
 
 def test_the_api_refuses_a_second_invoice_under_another_case(redis_client: redis.Redis) -> None:

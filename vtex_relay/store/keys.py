@@ -44,7 +44,7 @@ written from the same names and prepended to every script.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from vtex_relay.jobs import Job
 
@@ -69,30 +69,37 @@ LAYOUT_VERSION = 2
 ACKS = f"{PREFIX}:acks"
 
 
-def order(tag: str, name: str) -> str:
-    """A key of the order *tag* (``account:orderId``): ``order``, ``seqs``, ``dedup``,
-    ``invoices``, ``tracked`` or ``seen``."""
+# The names of an order's keys and of an account's keys: the only ones, here and in the scripts
+# (tests/store/test_keys.py reads the scripts for them).
+OrderPart = Literal["order", "seen", "seqs", "dedup", "invoices", "tracked"]
+AccountPart = Literal["line", "out", "jobs", "limits", "rate", "pause", "heads", "stats"]
+ORDER_PARTS: tuple[str, ...] = get_args(OrderPart)
+ACCOUNT_PARTS: tuple[str, ...] = get_args(AccountPart)
+BODY, ATTEMPTS = ":body", ":attempts"  # a job's hash's key, and these after it
+
+
+def order(tag: str, name: OrderPart) -> str:
+    """A key of the order *tag* (``account:orderId``)."""
     return f"{PREFIX}:{{{tag}}}:{name}"
 
 
 def job(tag: str, job_id: str) -> str:
     """The hash of job *job_id* of order *tag*."""
-    return order(tag, f"job:{job_id}")
+    return f"{PREFIX}:{{{tag}}}:job:{job_id}"
 
 
 def attempts(tag: str, job_id: str) -> str:
     """The list of the job's attempts."""
-    return job(tag, job_id) + ":attempts"
+    return job(tag, job_id) + ATTEMPTS
 
 
 def body(tag: str, job_id: str) -> str:
     """The job's VTEX body (compact JSON), kept until the job is done."""
-    return job(tag, job_id) + ":body"
+    return job(tag, job_id) + BODY
 
 
-def account(name: str, what: str) -> str:
-    """A key of account *name*: ``line``, ``out``, ``jobs``, ``limits``, ``rate``, ``pause``,
-    ``heads`` or ``stats``."""
+def account(name: str, what: AccountPart) -> str:
+    """A key of account *name*."""
     return f"{PREFIX}:account:{name}:{what}"
 
 
@@ -116,7 +123,7 @@ class OrderRef:
     def tag(self) -> str:
         return f"{self.account}:{self.order_id}"
 
-    def key(self, name: str) -> str:
+    def key(self, name: OrderPart) -> str:
         """A key of the order: ``order``, ``seqs`` or ``dedup`` (``vtex_relay.store.keys``)."""
         return order(self.tag, name)
 
@@ -129,7 +136,7 @@ class OrderRef:
     def body_key(self, job_id: str) -> str:
         return body(self.tag, job_id)
 
-    def account_key(self, name: str) -> str:
+    def account_key(self, name: AccountPart) -> str:
         """A key of the order's account: its rate-limit bucket, its 429 pause."""
         return account(self.account, name)
 
@@ -151,7 +158,13 @@ local function order_key(ref, name)
   return "{PREFIX}:{{" .. ref .. "}}:" .. name
 end
 local function job_key(ref, job_id)
-  return order_key(ref, "job:" .. job_id)
+  return "{PREFIX}:{{" .. ref .. "}}:job:" .. job_id
+end
+local function body_key(jkey)
+  return jkey .. "{BODY}"
+end
+local function attempts_key(jkey)
+  return jkey .. "{ATTEMPTS}"
 end
 local function account_key(account, what)
   return "{PREFIX}:account:" .. account .. ":" .. what

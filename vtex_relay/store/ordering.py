@@ -236,9 +236,9 @@ class Ordering:
         return self._order_keys(ref.tag), [*self._args([named]), to_json(job.body).decode()]
 
     def _order_keys(self, tag: str) -> list[str]:
-        names = ("order", "seqs", "dedup", "invoices", "tracked")
-        order, seqs, dedup, invoices, tracked = (keys.order(tag, name) for name in names)
-        return [order, seqs, self.queue, dedup, invoices, tracked]
+        order, seqs = keys.order(tag, "order"), keys.order(tag, "seqs")
+        dedup, invoices = keys.order(tag, "dedup"), keys.order(tag, "invoices")
+        return [order, seqs, self.queue, dedup, invoices, keys.order(tag, "tracked")]
 
     def _args(self, jobs: list[dict[str, Any]], *, check: bool = False) -> list[str]:
         named = {"check": check, "window": self.window, "layout": str(LAYOUT_VERSION)}
@@ -291,7 +291,17 @@ class Ordering:
                 CLAIMED,
                 self.queue,
             ],
-            args=[ref.member(job_id), token, lease_seconds, rate, burst, self.window, calls],
+            args=[
+                _named(
+                    member=ref.member(job_id),
+                    token=token,
+                    lease=lease_seconds,
+                    rate=rate,
+                    burst=burst,
+                    window=self.window,
+                    calls=calls,
+                )
+            ],
         )
         verdict = text(reply[0])
         if verdict == "run":
@@ -338,22 +348,24 @@ class Ordering:
                 ref.key("seen"),
             ],
             args=[
-                ref.tag,
-                job_id,
-                ref.member(job_id),
-                token,
-                decision,
+                _named(
+                    ref=ref.tag,
+                    job_id=job_id,
+                    member=ref.member(job_id),
+                    token=token,
+                    outcome=decision,
+                    delay=delay,
+                    uncertain=uncertain,
+                    retention=retention_seconds,
+                    pause=pause_account,
+                    window=self.window,
+                    kind=kind,
+                    result=result,
+                    reconciled=reconciled,
+                    durations=durations,
+                ),
                 attempt,
-                delay,
-                int(uncertain),
-                retention_seconds,
-                pause_account,
                 seen,
-                self.window,
-                kind,
-                result,
-                reconciled,
-                durations,
             ],
         )
         return text(reply) == "ok"
@@ -365,7 +377,7 @@ class Ordering:
         a sweep ran and, if *worker* names one, that worker's heartbeat."""
         reply = self._sweep(
             keys=[DELAYED, LEASES, self.queue, READY, CLAIMED],
-            args=[limit, lost_after, self.window, worker],
+            args=[_named(limit=limit, lost_after=lost_after, window=self.window, worker=worker)],
         )
         next_due = float(text(reply[4]))
         retried, released, recovered, replaced = (int(n) for n in reply[:4])
@@ -377,7 +389,7 @@ class Ordering:
         """Replay or discard a dead job; None if done, else the job's actual state."""
         reply = self._resolve(
             keys=[ref.job_key(job_id), DEAD, DISCARDED, self.queue],
-            args=[ref.tag, job_id, action, self.window],
+            args=[_named(ref=ref.tag, job_id=job_id, action=action, window=self.window)],
         )
         return None if text(reply) == "ok" else text(reply[1])
 
@@ -386,6 +398,11 @@ def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+
+
+def _named(**args: Any) -> str:
+    """A script's named arguments, as its first ``ARGV`` (JSON; the script's header lists them)."""
+    return to_json(args).decode()
 
 
 def _only(reply: Any) -> Any:

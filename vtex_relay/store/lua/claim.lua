@@ -18,17 +18,17 @@
 -- and records the account's rate and burst for the pumps of scripts that are not given them.
 --
 -- KEYS: job, leases, delayed, rate, pause, ready, claimed, queue
--- ARGV: member, token, lease_seconds, rate (per second; 0 = no limit), burst, window,
---       calls (how many requests the try makes: 2 for an invoice whose order is read first;
---       an uncertain try reads the order first too, whatever its kind)
+-- ARGV[1]: JSON {member, token, lease (seconds), rate (per second; 0 = no limit), burst,
+--       window, calls (how many requests the try makes: 2 for an invoice whose order is read
+--       first; an uncertain try reads the order first too, whatever its kind)}
 -- Returns {"run", seq, tries, uncertain, hold_seconds} | {"wait", seconds} (the job is now
 --       "throttled", in the delayed set) | {"busy"} (its lease runs) | {"stale"} (it is in
 --       no state to run: not ready, or gone); the last two answer a duplicate message
 local jkey, leases, delayed, rate_key, pause_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ready, claimed = KEYS[6], KEYS[7]
-QUEUE, WINDOW = KEYS[8], tonumber(ARGV[6])
-local member, token = ARGV[1], ARGV[2]
-local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
+local A = cjson.decode(ARGV[1])
+QUEUE, WINDOW = KEYS[8], A.window
+local member, token, rate, burst = A.member, A.token, A.rate, A.burst
 local t = now()
 local ref = split(member)
 local account = account_of(ref)
@@ -54,7 +54,7 @@ if not expired then
     redis.call("SET", claimed, dseq)
   end
 end
-local limits = ARGV[4] .. " " .. ARGV[5]
+local limits = rate .. " " .. burst
 local pause_until = tonumber(redis.call("GET", pause_key) or "0")
 
 local MAX_HOLD = 1.0
@@ -73,7 +73,7 @@ if rate > 0 then
 end
 if not slot and rate > 0 then
   -- A try takes one slot per request it makes: VTEX counts the GET too.
-  local calls = tonumber(ARGV[7])
+  local calls = A.calls
   if expired or redis.call("HGET", jkey, "uncertain") == "1" then
     calls = 2
   end
@@ -107,7 +107,7 @@ if expired then
 end
 redis.call("HDEL", jkey, "slot_at")
 local hold = math.max(start - t, 0)
-local lease_until = t + hold + tonumber(ARGV[3])
+local lease_until = t + hold + A.lease
 local tries = redis.call("HINCRBY", jkey, "tries", 1)
 set_state(jkey, ref, state, "running")
 redis.call("HSET", jkey, "lease_token", token, "lease_until", lease_until)

@@ -79,7 +79,7 @@ local function push(ref, job_id)
   local member = ref .. " " .. job_id
   local job = redis.call("HMGET", jkey, "kind", "invoice_number", "enqueued_at", "dispatches")
   local n = tonumber(job[4] or "0") + 1
-  local body = redis.call("GET", jkey .. ":body")
+  local body = redis.call("GET", body_key(jkey))
   redis.call("LPUSH", QUEUE, build_message(job[1], job_id, job_id .. "." .. n, ref, job[2] or "",
     job[3], body))
   redis.call("HSET", jkey, "dispatches", n, "dseq", redis.call("INCR", DISPATCHED))
@@ -148,7 +148,7 @@ local function pump(account, pause, rate, burst, tat)
     local ref, job_id = split(member)
     local jkey = job_key(ref, job_id)
     if redis.call("HGET", jkey, "state") == "waiting" then
-      if redis.call("EXISTS", jkey .. ":body") == 1 then
+      if redis.call("EXISTS", body_key(jkey)) == 1 then
         set_state(jkey, ref, "waiting", "ready")
         push(ref, job_id)
         n_out = n_out + 1
@@ -156,7 +156,7 @@ local function pump(account, pause, rate, burst, tat)
         -- Checked before anything is written for it: a job without its body (data of an
         -- earlier layout) cannot be sent. It ends dead, saying why, rather than failing the
         -- script half-way through whatever called this pump.
-        redis.call("RPUSH", jkey .. ":attempts", cjson.encode({at = tostring(now()),
+        redis.call("RPUSH", attempts_key(jkey), cjson.encode({at = tostring(now()),
           outcome = "permanent", message = "not sent: the job has no body in Redis (data of " ..
           "an earlier layout?); enqueue it again, then discard this one"}))
         to_dead(ref, job_id, "waiting", redis.call("HGET", jkey, "kind") or "unknown")

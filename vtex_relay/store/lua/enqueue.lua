@@ -155,7 +155,7 @@ local function append(job, body, order)
   -- a listpack (Redis's compact encoding; one value over 64 bytes makes the whole hash a
   -- hashtable, which costs more than the body). Counters left out (tries, dispatches,
   -- uncertain) read as 0.
-  redis.call("SET", jkey .. ":body", body)
+  redis.call("SET", body_key(jkey), body)
   redis.call("SADD", ACCOUNTS, account_of(ref))
   local t = now()
   redis.call("HSET", jkey, "seq", seq, "kind", job.kind, "invoice_number", number,

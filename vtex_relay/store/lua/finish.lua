@@ -1,39 +1,41 @@
 -- Record an attempt's outcome and move the job (and its order) on.
 -- KEYS: job, attempts, leases, delayed, dead, queue, pause, seen
--- ARGV: ref, job_id, member, token, outcome ("done"|"retry"|"dead"), attempt_json,
---       delay_seconds (for "retry"), uncertain (0|1), retention_seconds,
---       pause_seconds (a 429's Retry-After: every job of the account waits that long; 0: none),
---       seen (the order as the try's GET read it, JSON, or ""; kept for `vtex-relay order`),
+-- ARGV[1]: JSON {ref, job_id, member, token, outcome ("done"|"retry"|"dead"),
+--       delay (seconds, for "retry"), uncertain, retention (seconds),
+--       pause (a 429's Retry-After: every job of the account waits that long; 0: none),
 --       window (the most messages an account may have in the queue),
 --       kind, result (the try's: "2xx", "429", "4xx", "5xx", "timeout", "connection"; "" for
 --       none), reconciled ("found" | "not-found" | ""), durations ("OPERATION BUCKET SECONDS"
---       for each request the try made, ";"-separated; BUCKET is the histogram's upper bound)
+--       for each request the try made, ";"-separated; BUCKET is the histogram's upper bound)}
+-- ARGV[2]: the attempt (JSON); ARGV[3]: the order as the try's GET read it (JSON, or ""; kept
+--       for `vtex-relay order`)
 -- Returns "ok" | "lost" (the lease was taken over: this worker's outcome no longer counts)
 local jkey, attempts, leases, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-QUEUE, WINDOW = KEYS[6], tonumber(ARGV[12])
-local pause_key, pause = KEYS[7], tonumber(ARGV[10])
+local A = cjson.decode(ARGV[1])
+QUEUE, WINDOW = KEYS[6], A.window
+local pause_key, pause = KEYS[7], A.pause
 local ref, job_id, member, token, outcome, attempt, delay, uncertain, retention =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+  A.ref, A.job_id, A.member, A.token, A.outcome, ARGV[2], A.delay, A.uncertain, A.retention
 
-local kind = ARGV[13]
+local kind = A.kind
 -- The try happened, whoever holds the lease now: counted.
-if ARGV[14] ~= "" then
-  stat(ref, "tries:" .. kind .. ":" .. ARGV[14])
+if A.result ~= "" then
+  stat(ref, "tries:" .. kind .. ":" .. A.result)
 end
-if ARGV[15] ~= "" then
-  stat(ref, "reconciliations:" .. kind .. ":" .. ARGV[15])
+if A.reconciled ~= "" then
+  stat(ref, "reconciliations:" .. kind .. ":" .. A.reconciled)
 end
-for entry in string.gmatch(ARGV[16], "[^;]+") do
+for entry in string.gmatch(A.durations, "[^;]+") do
   local operation, bucket, seconds = string.match(entry, "^(%S+) (%S+) (%S+)$")
   redis.call("HINCRBY", DURATIONS, operation .. " " .. bucket, 1)
   redis.call("HINCRBYFLOAT", DURATIONS, operation .. " sum", seconds)
 end
 
 redis.call("RPUSH", attempts, attempt)
-if ARGV[11] ~= "" then
+if ARGV[3] ~= "" then
   -- What VTEX showed, whoever holds the lease. A key of its own: over 64 bytes in the order's
   -- hash, it would take the hash out of Redis's compact encoding.
-  redis.call("SET", KEYS[8], ARGV[11])
+  redis.call("SET", KEYS[8], ARGV[3])
 end
 if pause > 0 then
   local until_ = now() + pause
@@ -46,7 +48,7 @@ if redis.call("HGET", jkey, "state") ~= "running" or redis.call("HGET", jkey, "l
 end
 redis.call("ZREM", leases, member)
 redis.call("HDEL", jkey, "lease_token", "lease_until")
-if uncertain == "1" then
+if uncertain then
   redis.call("HSET", jkey, "uncertain", 1)
 end
 
@@ -60,7 +62,7 @@ elseif outcome == "dead" then
 else
   -- Keep the record (state, attempts), not the body: it is most of a job's memory.
   set_state(jkey, ref, "running", "done")
-  redis.call("DEL", jkey .. ":body")
+  redis.call("DEL", body_key(jkey))
   redis.call("EXPIRE", jkey, retention)
   redis.call("EXPIRE", attempts, retention)
   stat(ref, "finished:" .. kind .. ":delivered")

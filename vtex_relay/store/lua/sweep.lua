@@ -5,16 +5,18 @@
 -- whose message was lost: out for longer than lost_after seconds, and provably not still in
 -- the queue — the queue is empty, or a message pushed after it has been claimed already.
 -- It also records that it ran (SWEPT) and the sweeping worker's heartbeat (WORKERS).
--- KEYS: delayed, leases, queue, ready, claimed      ARGV: limit, lost_after, window, worker
+-- KEYS: delayed, leases, queue, ready, claimed
+-- ARGV[1]: JSON {limit, lost_after (seconds), window, worker (its name, or "")}
 -- Returns {retries_due, throttled_released, leases_recovered, lost_messages_replaced,
 --          seconds until an account's line is due (-1: none)}
 local delayed, leases, ready, claimed = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
-QUEUE, WINDOW = KEYS[3], tonumber(ARGV[3])
-local limit, lost_after = tonumber(ARGV[1]), tonumber(ARGV[2])
+local A = cjson.decode(ARGV[1])
+QUEUE, WINDOW = KEYS[3], A.window
+local limit, lost_after = A.limit, A.lost_after
 local t = now()
 redis.call("SET", SWEPT, t)
-if ARGV[4] ~= "" then
-  redis.call("ZADD", WORKERS, t, ARGV[4])
+if A.worker ~= "" then
+  redis.call("ZADD", WORKERS, t, A.worker)
   redis.call("ZREMRANGEBYSCORE", WORKERS, "-inf", t - 86400)  -- gone for a day: forgotten
 end
 
