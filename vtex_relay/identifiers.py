@@ -8,10 +8,36 @@ returns the value to use from then on: an account comes back in lower case.
 """
 
 import re
+from typing import Any
 
-_ACCOUNT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-# Unreserved URL characters only: nothing that is a separator (/ ? # %) or needs encoding.
-_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+ACCOUNT_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Unreserved URL characters only: nothing that is a separator (/ ? # %) or needs encoding; a
+# letter or digit first, and never "..": each '.' is followed by another character or ends it.
+SEGMENT_PATTERN = r"[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?"
+MAX_SEGMENT = 128
+_ACCOUNT = re.compile(ACCOUNT_PATTERN)
+_SEGMENT = re.compile(SEGMENT_PATTERN)
+
+
+def json_schema(pattern: str, max_length: int, description: str) -> dict[str, Any]:
+    """The JSON schema of a value *pattern* matches whole (the OpenAPI document's)."""
+    return {
+        "type": "string",
+        "pattern": f"^(?:{pattern})$",
+        "minLength": 1,
+        "maxLength": max_length,
+        "description": description,
+    }
+
+
+ACCOUNT_SCHEMA = json_schema(
+    ACCOUNT_PATTERN, 63, "a VTEX account name: letters, digits and '-' (a host label)"
+)
+SEGMENT_SCHEMA = json_schema(
+    SEGMENT_PATTERN,
+    MAX_SEGMENT,
+    "letters, digits, '-', '_' and '.', a letter or digit first, no '..'",
+)
 
 
 def check_account(value: str) -> str:
@@ -51,7 +77,7 @@ def check_invoice_number(value: str) -> str:
 
 
 def _check_segment(value: str, what: str) -> str:
-    if not _SEGMENT.fullmatch(value) or ".." in value:
+    if len(value) > MAX_SEGMENT or not _SEGMENT.fullmatch(value):
         raise ValueError(
             f"must be {what} made of letters, digits, '-', '_' or '.', starting with a letter "
             "or digit, at most 128 characters (no '/', '?', '#', '%', '..', spaces or "

@@ -10,104 +10,41 @@ OpenAPI document for the Orders API, the three operations below):
 Guarantees: validation is strict (no type coercion except an integer ``invoiceValue``, which
 becomes its digit string as the spec wants), unknown fields are refused by name, and
 ``to_vtex()`` never reformats a value: dates and amounts go out exactly as they came in.
-``parse_json`` turns any input bytes into JSON or a one-line ``ValueError``, never a traceback.
+``parse_json`` turns any input bytes into JSON or a one-line ``ValueError``, never a traceback;
+a whole number is an int however it is written (``2927.0`` is ``2927``, as JSON Schema says).
+Every rule a JSON schema can state is in the models' schemas too (patterns, lengths), which
+the intake's OpenAPI document publishes (``vtex_relay.intake.openapi``).
 """
 
 import json
 import re
 import sys
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from vtex_relay.errors import MAX_FIELD_ERRORS, FieldError, InvalidJob
-from vtex_relay.identifiers import check_invoice_number
+from vtex_relay.values import (
+    Cents,
+    CentsString,
+    DeliveredDate,
+    InvoiceNumber,
+    IsoDate,
+    Quantity,
+    Text,
+)
 
 Kind = Literal["invoice", "tracking-number", "tracking"]
 KINDS: tuple[Kind, ...] = ("invoice", "tracking-number", "tracking")
 InvoicePolicy = Literal["single", "partial"]
 
-# [0-9], not \d: \d also matches non-ASCII digits such as "٣".
-_DATE = r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})"
-_TIME = r"(?P<h>[0-9]{2}):(?P<mi>[0-9]{2})"
-_ISO = re.compile(
-    _DATE + r"(?:T" + _TIME + r"(?::(?P<s>[0-9]{2})(?:\.[0-9]{1,7})?)?"
-    r"(?:Z|[+-](?P<oh>[0-9]{2}):?(?P<om>[0-9]{2}))?)?"
-)
-_SPACED = re.compile(_DATE + " " + _TIME)  # the spec's deliveredDate format, yyyy-mm-dd hh:mm
-_CENTS = re.compile(r"[1-9][0-9]{0,17}")  # > 0, no sign, separator or leading zero; fits int64
-_MAX_CENTS = 10**18  # the first value _CENTS refuses
-_CENTS_RULE = (
-    "must be a whole number of cents greater than 0, digits only "
-    '(no sign, separator or leading zero; at most 18 digits), e.g. "2499" for 24.99'
-)
-
-_ISO_HINT = "an ISO 8601 date or date-time such as 2024-01-31 or 2024-01-31T18:25:43-05:00"
-
-
-def _error(message: str) -> PydanticCustomError:
-    return PydanticCustomError("vtex_value", message)
-
-
-def _real_moment(match: re.Match[str]) -> bool:
-    """True if the matched digits name a real calendar date, time and UTC offset."""
-    parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
-    try:
-        datetime(parts["y"], parts["mo"], parts["d"], parts.get("h", 0), parts.get("mi", 0))
-        timezone(timedelta(hours=parts.get("oh", 0), minutes=parts.get("om", 0)))
-    except ValueError:
-        return False
-    return parts.get("s", 0) <= 59 and parts.get("om", 0) <= 59
-
-
-def _date_check(*patterns: re.Pattern[str], hint: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        for pattern in patterns:
-            match = pattern.fullmatch(value)
-            if match and _real_moment(match):
-                return value  # kept exactly as given: VTEX reads the offset, we must not move it
-        raise _error(f"must be {hint}")
-
-    return check
-
-
-def _non_blank(value: str) -> str:
-    if not value.strip():
-        raise _error("must not be empty")
-    return value
-
-
-def _invoice_number(value: str) -> str:
-    try:
-        return check_invoice_number(value)
-    except ValueError as exc:
-        raise _error(str(exc)) from None
-
-
-def _cents_string(value: object) -> object:
-    """The spec types invoiceValue as a string of cents; an int is accepted and turned into one."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        # The range first: str() of an int past Python's digit limit raises.
-        if not 0 < value < _MAX_CENTS:
-            raise _error(_CENTS_RULE)
-        value = str(value)
-    elif not isinstance(value, str):
-        raise _error('must be a whole number of cents (a string of digits such as "2499")')
-    if not _CENTS.fullmatch(value):
-        raise _error(_CENTS_RULE)
-    return value
-
-
-IsoDate = Annotated[str, AfterValidator(_date_check(_ISO, hint=_ISO_HINT))]
-DeliveredDate = Annotated[
-    str, AfterValidator(_date_check(_SPACED, _ISO, hint="yyyy-mm-dd hh:mm or " + _ISO_HINT))
-]
-Text = Annotated[str, AfterValidator(_non_blank)]
-Cents = Annotated[int, Field(ge=0, le=2**63 - 1)]
-Quantity = Annotated[int, Field(ge=1, le=2**31 - 1)]
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class Body(BaseModel):
@@ -153,8 +90,8 @@ class Invoice(Body):
     type: Literal["Output", "Input"]
     issuanceDate: IsoDate
     # The spec says nullable, but the number becomes the PATCH/PUT path segment: required here.
-    invoiceNumber: Annotated[str, AfterValidator(_invoice_number)]
-    invoiceValue: Annotated[str, BeforeValidator(_cents_string)]
+    invoiceNumber: InvoiceNumber
+    invoiceValue: CentsString
     invoiceKey: str | None = None
     invoiceUrl: str | None = None
     embeddedInvoice: str | None = None
@@ -235,13 +172,45 @@ def validate(model: type[Body], data: object) -> dict[str, Any]:
     return body.to_vtex()
 
 
+def _number(text: str) -> int | float:
+    """A JSON number written with a fraction or an exponent: an int if it is a whole one
+    (``2927.0``, ``1e3``: JSON, and so the OpenAPI document's ``integer``, tells them from
+    ``2927`` and ``1000`` by their spelling only), exactly, whatever its size up to 20 digits
+    (every integer field's maximum is below); else a float, as ``json`` reads it."""
+    value = Decimal(text)
+    if value.adjusted() < 20 and value == value.to_integral_value():
+        return int(value)
+    return float(text)
+
+
+def _unpaired_surrogate(value: object) -> bool:
+    """True if a string in *value* (keys too) holds half of a UTF-16 surrogate pair: JSON's
+    ``"\\ud800"`` escape parses to one, which is no character and cannot be sent as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_json(data: bytes | str) -> object:
-    """Parse a body or batch line given as UTF-8 bytes or text.
+    """Parse a body or batch line given as UTF-8 bytes or text; a whole number is an int
+    however it is written (``_number``).
 
     Anything unusable raises ``ValueError`` with a one-line reason that reads after "is" or
-    after a field name ("not UTF-8: ...", "not JSON: ...", "not parsable: ..."). It never
-    quotes the input and never lets through a ``RecursionError`` (arrays nested ~1,000 deep)
-    or the int digit limit's own error, which would otherwise end a program with a traceback.
+    after a field name ("not UTF-8: ...", "not JSON: ...", "not parsable: ...", "not text:
+    ..." for an unpaired surrogate escape, which no answer could quote). It never quotes the
+    input and never lets through a ``RecursionError`` (arrays nested ~1,000 deep) or the int
+    digit limit's own error, which would otherwise end a program with a traceback.
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
@@ -250,7 +219,7 @@ def parse_json(data: bytes | str) -> object:
         where = f"byte 0x{byte:02x} at position {exc.start}"
         raise ValueError(f"not UTF-8: cannot decode {where} ({exc.reason})") from None
     try:
-        return json.loads(text)
+        parsed = json.loads(text, parse_float=_number)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc}") from None
     except RecursionError:
@@ -262,6 +231,10 @@ def parse_json(data: bytes | str) -> object:
         raise ValueError(
             f"not parsable: a number has more than {sys.get_int_max_str_digits():,} digits"
         ) from None
+    # Only an escape makes one (the text itself is valid UTF-8): look only then.
+    if _SURROGATE_ESCAPE.search(text) and _unpaired_surrogate(parsed):
+        raise ValueError("not text: a string has an unpaired UTF-16 surrogate (a \\ud800 escape)")
+    return parsed
 
 
 def _field_error(error: Any) -> FieldError:

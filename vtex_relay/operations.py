@@ -35,6 +35,7 @@ class Operation:
     model: type[Body]
     schema: str  # its request schema's name in VTEX's spec (the sandbox validates with it)
     summary: str
+    operation_id: str  # its operationId in the intake's OpenAPI document (intake/openapi.py)
     posts_invoice: bool  # a new invoice: its number comes from the body, not the path
     needs_tracking_number: bool  # VTEX says not to send it before the invoice's tracking number
     gives_tracking_number: Callable[[Sent], bool]
@@ -76,6 +77,7 @@ OPERATIONS: dict[Kind, Operation] = {
             model=Invoice,
             schema="invoice",
             summary="Order invoice notification",
+            operation_id="InvoiceNotification",
             posts_invoice=True,
             needs_tracking_number=False,
             gives_tracking_number=lambda body: bool(body.get("trackingNumber")),
@@ -88,6 +90,7 @@ OPERATIONS: dict[Kind, Operation] = {
             model=TrackingNumber,
             schema="tracking_number",
             summary="Update order's partial invoice (send tracking number)",
+            operation_id="UpdatePartialInvoice",
             posts_invoice=False,
             needs_tracking_number=False,
             gives_tracking_number=lambda _body: True,
@@ -100,6 +103,7 @@ OPERATIONS: dict[Kind, Operation] = {
             model=TrackingUpdate,
             schema="tracking",
             summary="Update order tracking status",
+            operation_id="UpdateTrackingStatus",
             posts_invoice=False,
             needs_tracking_number=True,
             gives_tracking_number=lambda _body: False,

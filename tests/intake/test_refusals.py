@@ -120,13 +120,17 @@ def test_a_conflicting_invoice_is_409_naming_the_existing_one(
     assert snapshot(redis_client) == before
 
 
-def test_an_update_for_an_invoice_the_order_lacks_is_400(
+def test_an_update_for_an_invoice_the_order_lacks_is_404_and_one_too_early_409(
     http: httpx.Client, redis_client: redis.Redis
 ) -> None:
+    assert INVOICE["trackingNumber"] is None
     assert post_invoice(http, "o-1", INVOICE).status_code == 200
     before = snapshot(redis_client)
     answer = http.put(f"{ORDER}/o-1/invoice/NF-NONE/tracking", json=TRACKING)
-    assert "has no invoice NF-NONE" in vtex_error(answer, 400)
+    assert "has no invoice NF-NONE" in vtex_error(answer, 404)  # VTEX's answer
+    assert answer.json()["error"]["fields"][0]["field"] == "invoiceNumber"
+    answer = http.put(f"{ORDER}/o-1/invoice/{INVOICE['invoiceNumber']}/tracking", json=TRACKING)
+    assert "has no tracking number yet" in vtex_error(answer, 409)  # the state, not the request
     assert snapshot(redis_client) == before
 
 
@@ -147,6 +151,7 @@ def test_an_oversized_body_is_413(http: httpx.Client, redis_client: redis.Redis,
         (b'{"invoiceValue": ' + b"9" * 5000 + b"}", "not parsable: a number"),
         (b"[1, 2]", "must be a JSON object"),
         (b"", "not JSON"),
+        (b'{"type": "\\ud800", "\\udfff": 1}', "not text: a string has an unpaired"),
     ],
 )
 def test_malformed_json_is_400(

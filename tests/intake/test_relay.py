@@ -85,3 +85,13 @@ def test_the_openapi_document_is_valid_and_lists_every_route(intake: str) -> Non
             assert declared == {part[1:-1] for part in path.split("/") if part.startswith("{")}
             for requirement in operation.get("security", document["security"]):
                 assert set(requirement) <= schemes.keys()
+
+
+def test_a_line_with_an_unpaired_surrogate_is_a_bad_line_not_a_500(
+    intake: str, redis_client: redis.Redis
+) -> None:
+    line = b'{"kind": "invoice", "orderId": "o-1", "body": {}, "\\udfff": 1}\n'
+    with client(intake) as http:
+        answer = http.post("/relay/batch?an=otherstore", content=line, headers=NDJSON)
+    assert "not text" in vtex_error(answer, 400)
+    assert answer.json()["error"]["fields"][0]["field"] == "line 1: line"

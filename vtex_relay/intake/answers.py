@@ -7,12 +7,47 @@ reach one.
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import BaseModel, Field
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import to_json
 
 from vtex_relay.errors import MAX_FIELD_ERRORS, FieldError
+
+
+def _no_default(schema: JsonDict) -> None:
+    del schema["default"]
+
+
+def _optional(description: str) -> Any:
+    """A field left out unless set (its schema: neither null nor a default)."""
+    return Field(None, description=description, json_schema_extra=_no_default)
+
+
+class BadField(BaseModel):
+    field: str = Field(description="where: a body field (body.items.0.price), a parameter")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description='"1" from the relay; VTEX\'s own code in a passed-through answer')
+    message: str = Field(description="what is wrong; nothing was enqueued")
+    exception: None
+    fields: list[BadField] | SkipJsonSchema[None] = _optional(
+        f"each bad field of a 400, the first {MAX_FIELD_ERRORS}"
+    )
+    fieldsNotListed: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = _optional(
+        "how many more bad fields there were, not listed"
+    )
+
+
+class VtexError(BaseModel):
+    """VTEX's error shape: every refusal of the relay's, and VTEX's own errors."""
+
+    error: ErrorDetail
 
 
 class Refusal(Exception):
@@ -48,7 +83,9 @@ class Refusal(Exception):
             error["fields"] = [{"field": f.location, "message": f.message} for f in self.fields]
         if self.not_listed:
             error["fieldsNotListed"] = self.not_listed
-        return json_response({"error": error}, self.status, self.headers)
+        # Through the model: what the OpenAPI document says of an error is what is sent.
+        answer = VtexError.model_validate({"error": error}).model_dump(exclude_unset=True)
+        return json_response(answer, self.status, self.headers)
 
 
 def json_response(
@@ -60,14 +97,20 @@ def json_response(
     )
 
 
-def invalid(errors: Sequence[FieldError], not_listed: int = 0) -> Refusal:
-    """400 naming the bad fields, in one message too (for clients that show only that): the
-    first ``MAX_FIELD_ERRORS`` of them, and how many more there were (*not_listed* and those
-    cut here), so that the answer to a body of thousands of bad items stays small."""
+def invalid(
+    errors: Sequence[FieldError],
+    not_listed: int = 0,
+    *,
+    status: int = 400,
+    reason: str = "Invalid request",
+) -> Refusal:
+    """400 (or *status*) naming the bad fields, in one message too (for clients that show only
+    that): the first ``MAX_FIELD_ERRORS`` of them, and how many more there were (*not_listed*
+    and those cut here), so that the answer to a body of thousands of bad items stays small."""
     shown = errors[:MAX_FIELD_ERRORS]
     listed = "; ".join(str(error) for error in shown)
     more = not_listed + len(errors) - len(shown)
     if more:
         listed += f"; and {more:,} more bad field(s), not listed"
-    message = f"Invalid request: {listed}; nothing was enqueued"
-    return Refusal(400, message, fields=shown, not_listed=more)
+    message = f"{reason}: {listed}; nothing was enqueued"
+    return Refusal(status, message, fields=shown, not_listed=more)

@@ -48,17 +48,29 @@ class Reads:
 
 
 def batch(raw: bytes, account: str, settings: Settings) -> list[dict[str, Any]]:
-    """Enqueue every line of *raw*, or none: ``Refusal`` 400 naming each bad line (409 for a
-    race with another producer; 503 if Redis went away part-way)."""
+    """Enqueue every line of *raw*, or none: ``Refusal`` naming each bad line, 400 (403 if
+    the only bad lines are for another account, 409 if every line is valid but some are
+    refused because of the jobs the relay has: a conflicting invoice, an unknown one, no
+    tracking number yet; 409 also for a race with another producer; 503 if Redis went away
+    part-way)."""
+    elsewhere = 0
 
     def own(job: Job) -> str | None:
+        nonlocal elsewhere
         if job.account == account:
             return None
+        elsewhere += 1
         return f"is {job.account}, not the request's account {account}"
 
     lines = _lines(raw, account, settings.vtex_account)
     done = run_batch(lines, io.StringIO(), keep_jobs=True, allow=own)
     if done.bad:
+        # done.lines counts the lines that were valid and for this account (blank ones aside).
+        given = sum(1 for line in raw.split(b"\n") if line.strip())
+        if done.lines == given:
+            raise invalid(done.errors, done.hidden, status=409, reason="Conflict")
+        if done.lines + elsewhere == given:
+            raise invalid(done.errors, done.hidden, status=403, reason="Forbidden")
         raise invalid(done.errors, done.hidden)
     jobs = done.jobs or []
     summaries = [summary(job, result) for job, result in zip(jobs, done.results, strict=True)]
@@ -81,8 +93,8 @@ def batch(raw: bytes, account: str, settings: Settings) -> list[dict[str, Any]]:
 
 def _lines(raw: bytes, account: str, default: str | None) -> Iterator[bytes | str]:
     """The batch's lines; when the request's account is not the default one, each line
-    without ``account`` gets the request's (a line that does not parse is left as it is, for
-    ``validate_batch`` to report)."""
+    without ``account`` (or with ``null``) gets the request's (a line that does not parse is
+    left as it is, for ``validate_batch`` to report)."""
     for line in raw.split(b"\n"):
         if account == default or not line.strip():
             yield line
@@ -92,7 +104,7 @@ def _lines(raw: bytes, account: str, default: str | None) -> Iterator[bytes | st
         except ValueError:
             yield line
             continue
-        if isinstance(data, dict) and "account" not in data:
+        if isinstance(data, dict) and data.get("account") is None:
             data["account"] = account
             yield to_json(data)
         else:

@@ -83,3 +83,15 @@ def route(method: str, raw_path: str) -> Route:
             values = [s for t, s in zip(template, segments, strict=True) if t is None]
             return Route(name, account, dict(zip(_PARAMS.get(name, ()), values, strict=True)))
     raise Refusal(404, f"No route for {method} {path[:200]}")
+
+
+def documented() -> list[tuple[str, str, str]]:
+    """``(path, method, route name)`` of every route, the path a template with its parameters
+    named (``/relay/jobs/{jobId}``): the paths of the OpenAPI document (``openapi``)."""
+    found = []
+    for template, methods in TEMPLATES:
+        for method, name in methods.items():
+            names = iter(_PARAMS.get(name, ()))
+            parts = (s if s is not None else "{" + next(names) + "}" for s in template)
+            found.append(("/" + "/".join(parts), method, name))
+    return found

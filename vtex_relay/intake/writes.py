@@ -5,7 +5,8 @@ body, size) and its verdict read by ``accepted``, exactly as for the CLI, so eve
 the Python API holds. VTEX's answer shape is kept: ``{"date", "orderId", "receipt"}``, where
 the receipt is the relay's job id (also in ``X-Relay-Job-Id``). An identical request again is
 answered the same way with the first job's id: an ERP that retries after its own time-out gets
-its job, not a second one.
+its job, not a second one. An update of an invoice the order lacks is 404, as VTEX answers it;
+a tracking update before the invoice's tracking number, 409 (``UPDATE_REFUSALS``).
 
 A large body is parsed and validated in another process (``checker``): pydantic's validator
 holds the interpreter's lock for the whole of a call, so in a thread a body of thousands of
@@ -20,16 +21,17 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from vtex_relay.errors import InvalidJob
+from vtex_relay.errors import FieldError, InvalidJob
 from vtex_relay.intake.answers import Refusal, invalid, json_response
 from vtex_relay.intake.body import Held, check_json_type, parse, read_body
 from vtex_relay.intake.coalescer import Coalescer
 from vtex_relay.intake.routes import Route
 from vtex_relay.jobs import Job
-from vtex_relay.produce.api import accepted, build_job
+from vtex_relay.produce.api import accepted, build_job, update_refusal
 from vtex_relay.settings import Settings
 
 JOB_ID_HEADER = "X-Relay-Job-Id"
+UPDATE_REFUSALS = {"unknown-invoice": (404, "Not found"), "untracked": (409, "Conflict")}
 ELSEWHERE_BYTES = 65_536  # a body larger than this is checked in the checker process
 
 
@@ -50,7 +52,15 @@ async def write(
         job = await loop.run_in_executor(checker, _job, raw, route, account)
     else:
         job = _job(raw, route, account)
-    result = accepted(job, await queue.enqueue(job))
+    result = await queue.enqueue(job)
+    if result.verdict in UPDATE_REFUSALS:
+        # VTEX's answer to an update of an invoice the order lacks is 404; one before the
+        # invoice's tracking number conflicts with the invoice's state: 409. Either way the
+        # request was well formed (a 400 would tell the client to change it).
+        status, reason = UPDATE_REFUSALS[result.verdict]
+        error = FieldError("invoiceNumber", update_refusal(job, result))
+        raise invalid([error], status=status, reason=reason)
+    result = accepted(job, result)
     answer = {
         "date": datetime.now(UTC).isoformat(),
         "orderId": job.order_id,
