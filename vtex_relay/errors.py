@@ -15,10 +15,13 @@ Every one is a ``RelayError``; no exception text ever contains a credential::
     ├── JobDead                 a try ended its job dead (the Celery task's FAILURE)
     ├── UnknownJob              operators: no dead or discarded job has this id
     ├── JobNotDead              operators: the job is not dead, so it cannot be replayed
-    └── UnknownOrder            operators: no job was ever enqueued for this order
+    ├── UnknownOrder            operators: no job was ever enqueued for this order
+    └── Refusal                 the intake refused a request: an HTTP status and VTEX's error
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -189,3 +192,32 @@ class UnknownOrder(RelayError):
         self.account = account
         self.order_id = order_id
         super().__init__(f"no job was ever enqueued for order {order_id} of account {account}")
+
+
+class Refusal(RelayError):
+    """The intake refused a request: its HTTP *status* and message, sent in VTEX's error shape
+    (``intake.answers.answer``); nothing was enqueued.
+
+    ``fields`` lists each bad field (``{"field", "message"}``) for a 400, so a client can
+    show them all, not only the first; ``not_listed`` counts those beyond ``MAX_FIELD_ERRORS``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        fields: Sequence[FieldError] = (),
+        headers: Mapping[str, str] | None = None,
+        not_listed: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = list(fields)
+        self.headers = dict(headers or {})
+        self.not_listed = not_listed
+
+    def __reduce__(self) -> tuple[type["Refusal"], tuple[int, str], dict[str, Any]]:
+        # Raised in the process that checks large bodies (intake.writes), and pickled back.
+        return (Refusal, (self.status, self.message), self.__dict__)

@@ -18,7 +18,7 @@ from tests.conftest import SANDBOX_URL
 from tests.harness import Intake
 from tests.intake_support import CREDENTIALS, ORDER, client, vtex_error
 from tests.processes import ROOT
-from vtex_relay.intake.answers import Refusal
+from vtex_relay.errors import Refusal
 from vtex_relay.intake.passthrough import Passthrough
 from vtex_relay.sandbox import SandboxControl
 from vtex_relay.settings import Settings

@@ -1,6 +1,7 @@
 """What the intake answers: VTEX's shapes, so that a VTEX client reads them as VTEX's own.
 
-A refusal is raised as ``Refusal`` anywhere in a handler and turned into VTEX's error body,
+A refusal is raised as ``errors.Refusal`` anywhere in a handler and turned into VTEX's error body
+(``answer``),
 ``{"error": {"code": "1", "message": ..., "exception": null}}``, by the dispatcher. Messages are
 built from validated values and the relay's own texts only: no header value (so no token) can
 reach one.
@@ -15,7 +16,7 @@ from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import to_json
 
-from vtex_relay.errors import MAX_FIELD_ERRORS, FieldError
+from vtex_relay.errors import MAX_FIELD_ERRORS, FieldError, Refusal
 
 
 def _no_default(schema: JsonDict) -> None:
@@ -50,42 +51,16 @@ class VtexError(BaseModel):
     error: ErrorDetail
 
 
-class Refusal(Exception):
-    """A request refused with *status* and a message in VTEX's error shape (nothing enqueued).
-
-    ``fields`` lists each bad field (``{"field", "message"}``) for a 400, so a client can
-    show them all, not only the first; ``not_listed`` counts those beyond ``MAX_FIELD_ERRORS``.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        fields: Sequence[FieldError] = (),
-        headers: Mapping[str, str] | None = None,
-        not_listed: int = 0,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.fields = list(fields)
-        self.headers = dict(headers or {})
-        self.not_listed = not_listed
-
-    def __reduce__(self) -> tuple[type["Refusal"], tuple[int, str], dict[str, Any]]:
-        # Raised in the process that checks large bodies (intake.writes), and pickled back.
-        return (Refusal, (self.status, self.message), self.__dict__)
-
-    def response(self) -> web.Response:
-        error: dict[str, Any] = {"code": "1", "message": self.message, "exception": None}
-        if self.fields:
-            error["fields"] = [{"field": f.location, "message": f.message} for f in self.fields]
-        if self.not_listed:
-            error["fieldsNotListed"] = self.not_listed
-        # Through the model: what the OpenAPI document says of an error is what is sent.
-        answer = VtexError.model_validate({"error": error}).model_dump(exclude_unset=True)
-        return json_response(answer, self.status, self.headers)
+def answer(refusal: Refusal) -> web.Response:
+    """*refusal* as VTEX's error body, with its status and headers."""
+    error: dict[str, Any] = {"code": "1", "message": refusal.message, "exception": None}
+    if refusal.fields:
+        error["fields"] = [{"field": f.location, "message": f.message} for f in refusal.fields]
+    if refusal.not_listed:
+        error["fieldsNotListed"] = refusal.not_listed
+    # Through the model: what the OpenAPI document says of an error is what is sent.
+    body = VtexError.model_validate({"error": error}).model_dump(exclude_unset=True)
+    return json_response(body, refusal.status, refusal.headers)
 
 
 def json_response(

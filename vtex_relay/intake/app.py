@@ -21,9 +21,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from vtex_relay.errors import ConfigurationError, InvalidJob, InvoiceConflict, QueueUnavailable
+from vtex_relay.errors import (
+    ConfigurationError,
+    InvalidJob,
+    InvoiceConflict,
+    QueueUnavailable,
+    Refusal,
+)
 from vtex_relay.intake import openapi, relay, routes
-from vtex_relay.intake.answers import Refusal, invalid, json_response
+from vtex_relay.intake.answers import answer, invalid, json_response
 from vtex_relay.intake.auth import authenticate
 from vtex_relay.intake.body import Bodies, Held, parse, read_body
 from vtex_relay.intake.coalescer import Coalescer
@@ -78,20 +84,20 @@ class Intake:
         try:
             return await self._route(request, held, named)
         except Refusal as refusal:
-            return refusal.response()
+            return answer(refusal)
         except InvalidJob as exc:
-            return invalid(exc.errors, exc.not_listed).response()
+            return answer(invalid(exc.errors, exc.not_listed))
         except InvoiceConflict as exc:
-            return Refusal(409, f"{exc}; nothing was enqueued").response()
+            return answer(Refusal(409, f"{exc}; nothing was enqueued"))
         except (QueueUnavailable, RedisError) as exc:
             log.warning("Redis unavailable: %s", self.redact(str(exc)))
-            return self.unavailable().response()
+            return answer(self.unavailable())
         except ConfigurationError as exc:
             log.error("bad settings: %s", self.redact(str(exc)))
-            return Refusal(503, "The relay is misconfigured (see its log)").response()
+            return answer(Refusal(503, "The relay is misconfigured (see its log)"))
         except Exception:  # a bug must cost one request, not the process
             log.exception("request %s failed", request.method)
-            return Refusal(500, "Internal error of the relay (see its log)").response()
+            return answer(Refusal(500, "Internal error of the relay (see its log)"))
         finally:
             held.release()
 
@@ -155,7 +161,7 @@ class Intake:
         try:
             await self.reads.run(connections.redis_client().ping)
         except RedisError:
-            return self.unavailable().response()
+            return answer(self.unavailable())
         return json_response({"status": "ok"})
 
 

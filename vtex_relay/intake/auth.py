@@ -17,8 +17,7 @@ from hmac import compare_digest
 from multidict import CIMultiDictProxy
 
 from vtex_relay.credentials import KEY_HEADER, TOKEN_HEADER
-from vtex_relay.errors import ConfigurationError, UnknownAccount
-from vtex_relay.intake.answers import Refusal
+from vtex_relay.errors import ConfigurationError, Refusal, UnknownAccount
 from vtex_relay.settings import Settings
 
 UNAUTHORISED = (

@@ -13,8 +13,8 @@ import asyncio
 
 from aiohttp import web
 
-from vtex_relay.errors import FieldError
-from vtex_relay.intake.answers import Refusal, invalid
+from vtex_relay.errors import FieldError, Refusal
+from vtex_relay.intake.answers import invalid
 from vtex_relay.models import parse_json
 
 

@@ -14,9 +14,9 @@ looks like: ``relay.lojaexemplo.com.br`` is the relay, not an account ``relay``.
 
 import re
 
-from vtex_relay.errors import FieldError
+from vtex_relay.errors import FieldError, Refusal
 from vtex_relay.identifiers import check_account
-from vtex_relay.intake.answers import Refusal, invalid
+from vtex_relay.intake.answers import invalid
 from vtex_relay.settings import Settings
 
 # VTEX's own host names: {account}.vtexcommercestable.com.br, {account}.vtexcommercebeta...

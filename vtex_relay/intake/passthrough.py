@@ -22,9 +22,9 @@ from functools import partial
 from aiohttp import web
 
 from vtex_relay.deliver.oms import OmsClient
-from vtex_relay.errors import FieldError, OmsError
+from vtex_relay.errors import FieldError, OmsError, Refusal
 from vtex_relay.identifiers import check_order_id
-from vtex_relay.intake.answers import Refusal, invalid
+from vtex_relay.intake.answers import invalid
 from vtex_relay.settings import Settings
 
 MAX_ORDER_BYTES = 16 * 1_048_576  # a large order's JSON is a few hundred KB

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 from pydantic_core import to_json
 
-from vtex_relay.errors import FieldError, UnknownJob, UnknownOrder
+from vtex_relay.errors import FieldError, Refusal, UnknownJob, UnknownOrder
 from vtex_relay.identifiers import check_order_id
-from vtex_relay.intake.answers import Refusal, invalid
+from vtex_relay.intake.answers import invalid
 from vtex_relay.jobs import Job
 from vtex_relay.models import parse_json
 from vtex_relay.ops import dead_letters

@@ -10,7 +10,7 @@ an order id).
 
 from typing import NamedTuple
 
-from vtex_relay.intake.answers import Refusal
+from vtex_relay.errors import Refusal
 from vtex_relay.operations import OPERATIONS, ORDER_PATH
 
 P = None  # a parameter segment in a template

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from vtex_relay.errors import FieldError, InvalidJob
-from vtex_relay.intake.answers import Refusal, invalid, json_response
+from vtex_relay.errors import FieldError, InvalidJob, Refusal
+from vtex_relay.intake.answers import invalid, json_response
 from vtex_relay.intake.body import Held, check_json_type, parse, read_body
 from vtex_relay.intake.coalescer import Coalescer
 from vtex_relay.intake.routes import Route
