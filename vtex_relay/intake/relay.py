@@ -94,7 +94,7 @@ def batch(raw: bytes, account: str, settings: Settings) -> list[dict[str, Any]]:
 def _lines(raw: bytes, account: str, default: str | None) -> Iterator[bytes | str]:
     """The batch's lines; when the request's account is not the default one, each line
     without ``account`` (or with ``null``) gets the request's (a line that does not parse is
-    left as it is, for ``validate_batch`` to report)."""
+    left as it is, for the batch to report)."""
     for line in raw.split(b"\n"):
         if account == default or not line.strip():
             yield line

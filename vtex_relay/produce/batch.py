@@ -178,8 +178,8 @@ def _without_end(line: bytes | str) -> bytes | str:
 
 def bounded_lines(file: IO[bytes]) -> Iterator[bytes]:
     """The lines of *file*, each cut after a little more than ``input_limit()`` bytes (the rest
-    of a longer line is skipped, not read into memory): ``validate_batch`` refuses it."""
-    keep = get_settings().input_limit() + 3  # more than validate_batch allows
+    of a longer line is skipped, not read into memory): ``run`` refuses it."""
+    keep = get_settings().input_limit() + 3  # more than run allows a line
     while line := file.readline(keep):
         if len(line) == keep and not line.endswith(b"\n"):
             while (rest := file.readline(65_536)) and not rest.endswith(b"\n"):
