@@ -6,6 +6,7 @@ import platform
 import statistics
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -61,8 +62,9 @@ def machine_line(redis_version: str) -> str:
         check=False,
         cwd=Path(__file__).resolve().parent.parent,
     ).stdout.strip()
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"Code: vtex-relay {revision or '?'}. "
+        f"Run: {when} on {platform.node()}. Code: vtex-relay {revision or '?'}. "
         f"Machine: nproc {nproc}, CPU {cpu}, Python {platform.python_version()}, "
         f"Celery {celery.__version__}, Redis {redis_version}, {platform.system()} "
         f"{platform.release()}"
