@@ -58,6 +58,7 @@ from pydantic_core import to_json
 from tests.processes import read_message
 from vtex_relay.jobs import Job
 from vtex_relay.models import Kind
+from vtex_relay.store.enqueuing import Enqueued
 from vtex_relay.store.keys import (
     DEAD,
     DELAYED,
@@ -69,7 +70,7 @@ from vtex_relay.store.keys import (
     account,
     text,
 )
-from vtex_relay.store.ordering import Claim, Decision, Enqueued, Ordering
+from vtex_relay.store.ordering import Claim, Decision, Ordering
 
 QUEUE = "test-ordering-model"
 ACCOUNTS = ("acme", "globex")

@@ -8,8 +8,9 @@ import redis
 
 from tests.processes import read_message
 from vtex_relay.jobs import Job
+from vtex_relay.store.enqueuing import Enqueued
 from vtex_relay.store.keys import OrderRef
-from vtex_relay.store.ordering import Enqueued, Ordering
+from vtex_relay.store.ordering import Ordering
 from vtex_relay.store.pipelining import Command, overlapped
 
 QUEUE = "test-pipelining"

@@ -37,7 +37,7 @@ from vtex_relay.produce.api import (
 )
 from vtex_relay.produce.batch import bounded_lines, summary
 from vtex_relay.settings import get_settings
-from vtex_relay.store.ordering import Enqueued
+from vtex_relay.store.enqueuing import Enqueued
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of job ids.")
 account_option = click.option("--account", help="VTEX account (default: VTEX_ACCOUNT).")

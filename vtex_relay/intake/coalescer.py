@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from vtex_relay.jobs import Job
 from vtex_relay.produce.api import enqueue_many
-from vtex_relay.store.ordering import Enqueued
+from vtex_relay.store.enqueuing import Enqueued
 
 MAX_CALL = 1_000  # jobs in one call: one pipeline of the producer's
 

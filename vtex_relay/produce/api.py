@@ -20,7 +20,7 @@ from vtex_relay.models import KINDS
 from vtex_relay.operations import OPERATIONS, validate_body
 from vtex_relay.settings import get_settings
 from vtex_relay.store import connections
-from vtex_relay.store.ordering import Enqueued
+from vtex_relay.store.enqueuing import Enqueued
 
 MAX_IDEMPOTENCY_KEY = 200
 # Printable ASCII: one rule whatever Python's Unicode tables say, and one the OpenAPI

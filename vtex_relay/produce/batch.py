@@ -23,7 +23,8 @@ from vtex_relay.produce.api import (
 )
 from vtex_relay.settings import get_settings
 from vtex_relay.store import connections
-from vtex_relay.store.ordering import Enqueued, Ordering
+from vtex_relay.store.enqueuing import Enqueued
+from vtex_relay.store.ordering import Ordering
 
 LINE_FIELDS = frozenset({"kind", "orderId", "invoiceNumber", "account", "idempotencyKey", "body"})
 MAX_REPORTED = 100  # bad lines listed in one report; the rest are counted

@@ -1,5 +1,5 @@
-"""Redis, the one place state lives: the key layout (``keys``), the Lua scripts (``lua/``) and
-their Python faces (``scripts``, ``ordering``), task messages (``messages``), overlapped
-pipelines (``pipelining``), the process's client (``connections``), what makes two jobs the same
-(``fingerprints``), the invoice ledgers read (``ledgers``), the Redis a relay accepts
-(``preflight``) and the layout's migration (``migrate``)."""
+"""Redis, the one place state lives: the key layout (``keys``), the Lua scripts (``lua/``)
+and their Python faces (``scripts``, ``ordering`` and its ``enqueuing``), task messages
+(``messages``), overlapped pipelines (``pipelining``), the process's client (``connections``),
+what makes two jobs the same (``fingerprints``), the invoice ledgers read (``ledgers``), the
+Redis a relay accepts (``preflight``) and the layout's migration (``migrate``)."""
