@@ -33,48 +33,53 @@ local t = now()
 local ref = split(member)
 local account = account_of(ref)
 
-local state = redis.call("HGET", jkey, "state")
+-- Everything the claim reads, in two commands.
+local job = redis.call("HMGET", jkey, "seq", "lease_until", "dseq", "slot_at", "uncertain", "state")
+local limits_key = account_key(account, "limits")
+local shared = redis.call("MGET", claimed, pause_key, limits_key, rate_key)
+local state = job[6]
 local expired = false
 if state == "running" then
-  if tonumber(redis.call("HGET", jkey, "lease_until")) > t then
+  if tonumber(job[2]) > t then
     return {"busy"}
   end
   expired = true  -- its holder died mid-call
 elseif state ~= "ready" then
   return {"stale"}
 end
+local uncertain = expired or job[5] == "1"
 
 -- The message arrived: it is no longer at risk of being lost (common.lua, push), and no longer
 -- takes a place in the account's window.
 if not expired then
   redis.call("ZREM", ready, member)
   redis.call("SREM", account_key(account, "out"), member)
-  local dseq = tonumber(redis.call("HGET", jkey, "dseq") or "0")
-  if dseq > tonumber(redis.call("GET", claimed) or "0") then
+  local dseq = tonumber(job[3] or "0")
+  if dseq > tonumber(shared[1] or "0") then
     redis.call("SET", claimed, dseq)
   end
 end
 local limits = rate .. " " .. burst
-local pause_until = tonumber(redis.call("GET", pause_key) or "0")
+local pause_until = tonumber(shared[2] or "0")
 
 local MAX_HOLD = 1.0
 local start = math.max(t, pause_until)
-local slot = tonumber(redis.call("HGET", jkey, "slot_at") or "")
+local slot = tonumber(job[4] or "")
 if slot and slot < t - 0.1 then
   slot = nil  -- its slot went by (a stall): sending now would burst, so take a new one
 end
 -- The account's limits, for the pumps of scripts that are not given them (written on change).
-if redis.call("GET", account_key(account, "limits")) ~= limits then
-  redis.call("SET", account_key(account, "limits"), limits)
+if shared[3] ~= limits then
+  redis.call("SET", limits_key, limits)
 end
 local next_tat = 0
 if rate > 0 then
-  next_tat = tonumber(redis.call("GET", rate_key) or "0")
+  next_tat = tonumber(shared[4] or "0")
 end
 if not slot and rate > 0 then
   -- A try takes one slot per request it makes: VTEX counts the GET too.
   local calls = A.calls
-  if expired or redis.call("HGET", jkey, "uncertain") == "1" then
+  if uncertain then
     calls = 2
   end
   local interval = 1 / rate
@@ -102,18 +107,25 @@ if start - t > MAX_HOLD then
   return {"wait", tostring(start - t)}
 end
 
-if expired then
-  redis.call("HSET", jkey, "uncertain", 1)
+if job[4] then
+  redis.call("HDEL", jkey, "slot_at")
 end
-redis.call("HDEL", jkey, "slot_at")
 local hold = math.max(start - t, 0)
 local lease_until = t + hold + A.lease
 local tries = redis.call("HINCRBY", jkey, "tries", 1)
-set_state(jkey, ref, state, "running")
-redis.call("HSET", jkey, "lease_token", token, "lease_until", lease_until)
+-- set_state's write, with the lease's: ready is not counted, running is; an expired lease's
+-- job was running already.
+local fields = {"state", "running", "lease_token", token, "lease_until", lease_until}
+if expired then
+  table.insert(fields, "uncertain")
+  table.insert(fields, 1)
+end
+redis.call("HSET", jkey, unpack(fields))
+if state ~= "running" then
+  count(ref, "running", 1)
+end
 redis.call("ZADD", leases, lease_until, member)
 if not expired then
   pump(account, pause_until, rate, burst, next_tat)
 end
-return {"run", redis.call("HGET", jkey, "seq"), tries, redis.call("HGET", jkey, "uncertain") or "0",
-  tostring(hold)}
+return {"run", job[1], tries, uncertain and "1" or "0", tostring(hold)}

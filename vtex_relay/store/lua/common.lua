@@ -9,10 +9,15 @@
 -- an account may have in it (its dispatch window).
 local QUEUE, WINDOW
 
--- Every time comes from Redis's clock, so workers on machines with skewed clocks agree.
+-- Every time comes from Redis's clock, so workers on machines with skewed clocks agree; read
+-- once a script (it runs as one step: one moment).
+local NOW
 local function now()
-  local t = redis.call("TIME")
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+  if not NOW then
+    local t = redis.call("TIME")
+    NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  end
+  return NOW
 end
 
 local function account_of(ref)
@@ -74,15 +79,23 @@ end
 -- To tell "lost" from "still waiting in the queue", each push gets a number from DISPATCHED;
 -- the claim records the highest number claimed: the list is first in, first out, so a job
 -- whose number is below that was taken off the list already.
-local function push(ref, job_id)
+-- *known*: the job as its enqueue just wrote it (never dispatched), which need not be read back.
+local function push(ref, job_id, known)
   local jkey = job_key(ref, job_id)
   local member = ref .. " " .. job_id
-  local job = redis.call("HMGET", jkey, "kind", "invoice_number", "enqueued_at", "dispatches")
+  local job, body
+  if known then
+    job, body = {known.kind, known.number, known.enqueued_at, false}, known.body
+  else
+    job = redis.call("HMGET", jkey, "kind", "invoice_number", "enqueued_at", "dispatches")
+    body = redis.call("GET", body_key(jkey))
+  end
   local n = tonumber(job[4] or "0") + 1
-  local body = redis.call("GET", body_key(jkey))
+  -- Known, it was waiting: its state is written with the dispatch (neither state is counted).
+  local state = known and {"state", "ready"} or {}
   redis.call("LPUSH", QUEUE, build_message(job[1], job_id, job_id .. "." .. n, ref, job[2] or "",
     job[3], body))
-  redis.call("HSET", jkey, "dispatches", n, "dseq", redis.call("INCR", DISPATCHED))
+  redis.call("HSET", jkey, "dispatches", n, "dseq", redis.call("INCR", DISPATCHED), unpack(state))
   redis.call("ZADD", READY, now(), member)
   redis.call("SADD", account_key(account_of(ref), "out"), member)
 end
@@ -118,8 +131,9 @@ end
 
 -- Give messages to the account's waiting jobs while its window, pause and rate allow; if its
 -- pause or rate is what stops it, it goes into LINES for the sweep to pump it then. (An
--- account left in LINES after its line moved on costs that sweep one empty pump.)
-local function pump(account, pause, rate, burst, tat)
+-- account left in LINES after its line moved on costs that sweep one empty pump.) *known*: a
+-- job just enqueued and put in the line, as push takes it.
+local function pump(account, pause, rate, burst, tat, known)
   local line, out = account_key(account, "line"), account_key(account, "out")
   local n_out = redis.call("SCARD", out)
   if n_out >= WINDOW then
@@ -147,7 +161,10 @@ local function pump(account, pause, rate, burst, tat)
     redis.call("LPOP", line)
     local ref, job_id = split(member)
     local jkey = job_key(ref, job_id)
-    if redis.call("HGET", jkey, "state") == "waiting" then
+    if known and member == known.member then
+      push(ref, job_id, known)
+      n_out = n_out + 1
+    elseif redis.call("HGET", jkey, "state") == "waiting" then
       if redis.call("EXISTS", body_key(jkey)) == 1 then
         set_state(jkey, ref, "waiting", "ready")
         push(ref, job_id)
@@ -168,17 +185,23 @@ end
 -- The job's turn has come (its order reached it, a retry or a rate-limit slot is due, its
 -- lease ran out, an operator replays it): into its account's line, at the front if it was
 -- due already, and dispatched when the account's window and rate allow.
-local function to_line(ref, job_id, from, front)
-  set_state(job_key(ref, job_id), ref, from, "waiting")
+local function to_line(ref, job_id, from, front, known)
+  if not known then  -- a job just enqueued is written "waiting" already
+    set_state(job_key(ref, job_id), ref, from, "waiting")
+  end
   local account = account_of(ref)
   redis.call(front and "LPUSH" or "RPUSH", account_key(account, "line"), ref .. " " .. job_id)
-  pump(account)
+  if known then
+    known.member = ref .. " " .. job_id
+  end
+  pump(account, nil, nil, nil, nil, known)
 end
 
 -- The order's head is finished (done or discarded): the next job's turn, or the order is idle.
-local function advance(ref)
+-- *head*: its seq, if the caller knows it.
+local function advance(ref, head)
   local okey = order_key(ref, "order")
-  local head = tonumber(redis.call("HGET", okey, "head"))
+  head = head or tonumber(redis.call("HGET", okey, "head"))
   local next_id = redis.call("HGET", order_key(ref, "seqs"), head + 1)
   if next_id then
     redis.call("HSET", okey, "head", head + 1, "state", "active")

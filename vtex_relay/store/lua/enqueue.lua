@@ -158,8 +158,14 @@ local function append(job, body, order)
   redis.call("SET", body_key(jkey), body)
   redis.call("SADD", ACCOUNTS, account_of(ref))
   local t = now()
+  -- Its first state, with its fields: queued behind its order's head, or waiting in its
+  -- account's line (to_line, told the job is known, does not write it again).
+  local first = {"state", "queued"}
+  if head == 0 then
+    first = {"state", "waiting"}
+  end
   redis.call("HSET", jkey, "seq", seq, "kind", job.kind, "invoice_number", number,
-    "enqueued_at", job.enqueued_at, "t", t)
+    "enqueued_at", job.enqueued_at, "t", t, unpack(first))
   stat(ref, "enqueued:" .. job.kind)
   if head == 0 then
     head_is(ref, job_id, t)
@@ -170,9 +176,10 @@ local function append(job, body, order)
     redis.call("HSET", okey, unpack(changes))
   end
   if head == 0 then
-    to_line(ref, job_id, nil, false)
+    local known = {kind = job.kind, number = number, enqueued_at = job.enqueued_at, body = body}
+    to_line(ref, job_id, nil, false, known)
   else
-    set_state(jkey, ref, nil, "queued")
+    count(ref, "queued", 1)
     if order[5] == "held" then
       count(ref, "held", 1)
     end

@@ -43,7 +43,8 @@ if pause > 0 then
     redis.call("SET", pause_key, until_, "PX", math.ceil(pause * 1000))
   end
 end
-if redis.call("HGET", jkey, "state") ~= "running" or redis.call("HGET", jkey, "lease_token") ~= token then
+local job = redis.call("HMGET", jkey, "lease_token", "seq", "state")
+if job[3] ~= "running" or job[1] ~= token then
   return "lost"
 end
 redis.call("ZREM", leases, member)
@@ -66,6 +67,6 @@ else
   redis.call("EXPIRE", jkey, retention)
   redis.call("EXPIRE", attempts, retention)
   stat(ref, "finished:" .. kind .. ":delivered")
-  advance(ref)
+  advance(ref, tonumber(job[2]))  -- the job was its order's head
 end
 return "ok"
