@@ -145,7 +145,9 @@ local function pump(account, pause, rate, burst, tat, known)
   local t = now()
   tat = math.max(tat, t)
   while n_out < WINDOW do
-    local member = redis.call("LINDEX", line, 0)
+    -- A known job alone in the line is its head, and once it is dispatched the line is empty.
+    local alone = known and known.alone
+    local member = alone and known.member or redis.call("LINDEX", line, 0)
     if not member then
       return
     end
@@ -164,6 +166,9 @@ local function pump(account, pause, rate, burst, tat, known)
     if known and member == known.member then
       push(ref, job_id, known)
       n_out = n_out + 1
+      if alone then
+        return
+      end
     elseif redis.call("HGET", jkey, "state") == "waiting" then
       if redis.call("EXISTS", body_key(jkey)) == 1 then
         set_state(jkey, ref, "waiting", "ready")
@@ -190,9 +195,10 @@ local function to_line(ref, job_id, from, front, known)
     set_state(job_key(ref, job_id), ref, from, "waiting")
   end
   local account = account_of(ref)
-  redis.call(front and "LPUSH" or "RPUSH", account_key(account, "line"), ref .. " " .. job_id)
+  local length = redis.call(front and "LPUSH" or "RPUSH", account_key(account, "line"),
+    ref .. " " .. job_id)
   if known then
-    known.member = ref .. " " .. job_id
+    known.member, known.alone = ref .. " " .. job_id, length == 1
   end
   pump(account, nil, nil, nil, nil, known)
 end
