@@ -3,19 +3,32 @@ POST it to VTEX, and what the sandbox then received. The token is read from the 
 by curl's own header file, never printed."""
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
-from tests.harness import wait_for
-
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_for(ready: Callable[[], T | None], *, timeout: float, what: str) -> T:
+    """*ready*'s first value that is not None (or falsy), polled until *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if value := ready():
+                return value
+        time.sleep(0.2)  # polling a condition with a deadline
+    raise SystemExit(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def main() -> int:

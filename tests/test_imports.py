@@ -120,3 +120,18 @@ def test_each_room_imports_only_from_rooms_below_it() -> None:
         if imported.startswith("vtex_relay.") and _rank(imported) > _rank(name)
     ]
     assert not wrong, wrong
+
+
+def test_make_run_s_scripts_need_only_the_package() -> None:
+    # `make run` runs scripts/ with the package installed: tests/ is not theirs to import.
+    wrong = [
+        f"{path.name} imports {name}"
+        for path in sorted((ROOT / "scripts").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for name in (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        )
+        if name.split(".")[0] in ("tests", "bench")
+    ]
+    assert not wrong, wrong
