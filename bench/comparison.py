@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from bench.context import Context
 from bench.delivery import RunResult, delivery_run
 from bench.report import Row, fmt_rate, fmt_runs, median
-from bench.systems import PLAIN_PREFORK, PLAIN_THREADS, RELAY_PROCFILE, WATCHED, System
+from bench.systems import (
+    PLAIN_PREFORK,
+    PLAIN_THREADS,
+    RELAY_CEILING,
+    RELAY_DEFAULT,
+    RELAY_PROCFILE,
+    WATCHED,
+    System,
+)
 
 MAX_DRAIN_SECONDS = 600.0
 
@@ -26,6 +34,10 @@ class Series:
     @property
     def rate(self) -> float:
         return median([r.rate for r in self.runs])
+
+    def cpu(self, what: str) -> float:
+        """The median CPU per job (ms) of *what*: ``workers``, ``redis`` or ``sandbox``."""
+        return median([r.cpu_ms_per_job[what] for r in self.runs])
 
 
 def _size(ctx: Context, expected_rate: float) -> int:
@@ -49,7 +61,7 @@ def delivery(ctx: Context) -> tuple[list[Row], Series]:
         for c in plan.concurrencies
         if c != RELAY_PROCFILE.concurrency
     ]
-    systems = [RELAY_PROCFILE, *tries, PLAIN_PREFORK, *PLAIN_THREADS, *WATCHED]
+    systems = [RELAY_PROCFILE, *tries, RELAY_DEFAULT, PLAIN_PREFORK, *PLAIN_THREADS, *WATCHED]
     all_series: list[Series] = []
     for latency in (0.0, 100.0):
         series = {system: Series(system, latency) for system in systems}
@@ -80,6 +92,7 @@ def delivery(ctx: Context) -> tuple[list[Row], Series]:
             )
         )
     rows += _targets(zero, hundred)
+    rows += ceiling(ctx, zero[RELAY_PROCFILE])
     return rows, hundred[RELAY_PROCFILE]
 
 
@@ -92,7 +105,7 @@ def _guess(system: System, latency_ms: float) -> float:
 def _targets(zero: dict[System, Series], hundred: dict[System, Series]) -> list[Row]:
     """The issue's delivery targets, each as a ratio of two medians measured in this run."""
     relay, watched_relay, watched_plain = RELAY_PROCFILE, WATCHED[0], WATCHED[1]
-    best = max((*PLAIN_THREADS, PLAIN_PREFORK), key=lambda s: hundred[s].rate)
+    best = max(PLAIN_THREADS, key=lambda s: hundred[s].rate)
     same_pool = next(s for s in PLAIN_THREADS if s.concurrency == relay.concurrency)
 
     def ratio(table: dict[System, Series], ours: System, theirs: System, target: str) -> Row:
@@ -105,12 +118,71 @@ def _targets(zero: dict[System, Series], hundred: dict[System, Series]) -> list[
             target,
         )
 
+    def cpu(table: dict[System, Series], what: str, target: str) -> Row:
+        ours, theirs = table[relay].cpu(what), table[same_pool].cpu(what)
+        return Row(
+            "7. against the targets",
+            f"{what} CPU per job, {relay.label} / {same_pool.label}, "
+            f"{table[relay].latency_ms:g} ms",
+            f"{ours / theirs:.2f}x",
+            f"{ours:.3f} / {theirs:.3f} ms",
+            target,
+        )
+
+    def check(table: dict[System, Series]) -> Row:
+        on, off = table[RELAY_DEFAULT], table[relay]
+        return Row(
+            "7. against the targets",
+            f"the order-total check's cost, {table[relay].latency_ms:g} ms",
+            f"{on.cpu('workers') - off.cpu('workers'):+.2f} ms worker CPU per invoice job",
+            f"{on.cpu('workers'):.2f} (on) - {off.cpu('workers'):.2f} (off) ms; "
+            f"{fmt_rate(on.rate)} / {fmt_rate(off.rate)}",
+            "target <= +1 ms (one GET order per invoice, read for its totals only)",
+        )
+
     return [
         ratio(hundred, relay, PLAIN_PREFORK, "target >= 10x plain Celery's default workers"),
-        ratio(hundred, relay, best, "target >= 1x plain Celery's best pool measured here"),
+        ratio(hundred, relay, best, "target >= 1.2x plain Celery's best threads pool (32/48/64)"),
         ratio(zero, relay, same_pool, "target >= 0.8x plain Celery, same pool and concurrency"),
+        cpu(zero, "redis", "target <= 1x plain Celery's, on the same Redis"),
+        cpu(zero, "workers", "target <= 1x plain Celery's, same pool"),
+        cpu(hundred, "workers", "target <= 1x plain Celery's, same pool"),
+        check(zero),
+        check(hundred),
         ratio(hundred, watched_relay, watched_plain, "like for like with Flower watching"),
         ratio(zero, watched_relay, watched_plain, "like for like with Flower watching"),
+    ]
+
+
+def ceiling(ctx: Context, zero: Series) -> list[Row]:
+    """How far one Redis goes: the jobs/s one Redis core sustains at vtex-relay's measured
+    Redis CPU per job, and a run with as many worker processes as the machine has use for."""
+    per_job = zero.cpu("redis")
+    jobs = _size(ctx, zero.rate)
+    run = delivery_run(ctx, RELAY_CEILING, 0.0, jobs, timeout=_timeout(jobs, zero.rate))
+    cores = run.cpu_ms_per_job["redis"] * run.rate / 1000
+    return [
+        Row(
+            "8. the ceiling: one Redis",
+            zero.system.label,
+            f"{1000 / per_job:,.0f} jobs/s per Redis core",
+            f"{per_job:.3f} ms Redis CPU per job (median, 0 ms)",
+            "1 / Redis CPU per job: where one Redis core is busy all the time, however many "
+            "workers are added",
+        ),
+        Row(
+            "8. the ceiling: one Redis",
+            RELAY_CEILING.label,
+            fmt_rate(run.rate),
+            f"Redis {cores:.2f} cores",
+            f"{run.jobs:,} jobs at 0 ms; Redis CPU {run.cpu_ms_per_job['redis']:.3f} ms/job, "
+            f"workers {run.cpu_ms_per_job['workers']:.2f} ms/job: "
+            + (
+                "Redis is the limit"
+                if cores > 0.9
+                else "on this machine the workers' CPU, not Redis, is what stops it"
+            ),
+        ),
     ]
 
 

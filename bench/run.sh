@@ -17,5 +17,7 @@ fi
 # bench/metrics.md. What each durability setting costs in enqueue rate: bench/durability.md.
 .venv/bin/python -m bench.metrics_cost
 .venv/bin/python -m bench.durability
+# Where a worker's CPU goes, per job (py-spy on a worker under load): bench/profile.md.
+.venv/bin/python -m bench.profile
 # The HTTP intake against the Python API, in the same run: bench/intake.md.
 exec .venv/bin/python -m bench.intake

@@ -22,6 +22,9 @@ class System:
     pool: Literal["threads", "prefork"]
     concurrency: int | None = None  # None: Celery's default (the number of CPUs)
     events: bool = False  # Celery task events (both default to off; Flower turns them on)
+    # vtex-relay's order-total check (VERIFY_ORDER_TOTAL, on by default: a GET order before each
+    # invoice POST). Off in the like-for-like rows: plain Celery's task makes the POST only.
+    check: bool = False
 
     @property
     def slots(self) -> int:
@@ -34,7 +37,8 @@ class System:
         per_process = self.slots // self.processes
         conc = str(per_process) if self.concurrency is not None else f"{per_process} (default)"
         events = ", task events on" if self.events else ""
-        return f"{name}, {self.processes} x {self.pool} {conc}{events}"
+        check = ", order-total check on (the default)" if self.check else ""
+        return f"{name}, {self.processes} x {self.pool} {conc}{events}{check}"
 
     @property
     def queue(self) -> str:
@@ -53,7 +57,11 @@ class System:
             options += ["-Q", "bench-plain"]
         if self.events:
             options.append("--task-events")  # -E; vtex-relay's TASK_EVENTS=true does the same
-        env = {**env, "TASK_EVENTS": "true" if self.events else "false"}
+        env = {
+            **env,
+            "TASK_EVENTS": "true" if self.events else "false",
+            "VERIFY_ORDER_TOTAL": "true" if self.check else "false",
+        }
         return [
             Worker(
                 env,
@@ -83,6 +91,10 @@ RELAY_PROCFILE = System("relay", 2, "threads", 64)
 PLAIN_PREFORK = System("plain", 2, "prefork")
 # Plain Celery's threads pool at several concurrencies: its best one is the target to beat.
 PLAIN_THREADS = tuple(System("plain", 2, "threads", c) for c in (32, 48, 64))
+# vtex-relay as shipped: the Procfile's workers with the order-total check on.
+RELAY_DEFAULT = System("relay", 2, "threads", 64, check=True)
+# As many worker processes as this machine runs usefully against the one Redis: the ceiling run.
+RELAY_CEILING = System("relay", 2 * (os.cpu_count() or 1), "threads", 64)
 # Both with Celery task events on, as when Flower watches (it turns them on in every worker).
 WATCHED = (
     System("relay", 2, "threads", 64, events=True),

@@ -44,7 +44,6 @@ from vtex_relay.operations import operation
 from vtex_relay.redaction import Redactor
 from vtex_relay.settings import Settings
 from vtex_relay.store.keys import OrderRef
-from vtex_relay.store.ledgers import delivered_invoices
 from vtex_relay.store.ordering import Claim, Decision, Ordering
 
 HOST = socket.gethostname()
@@ -107,7 +106,13 @@ def run(
     # An invoice whose total is checked: a GET, then the POST.
     reads_first = operation(job.kind).posts_invoice and settings.verifies_total(job.account)
     claim = ordering.claim(
-        ref, job.job_id, token, settings.lease_seconds, *limit, calls=2 if reads_first else 1
+        ref,
+        job.job_id,
+        token,
+        settings.lease_seconds,
+        *limit,
+        calls=2 if reads_first else 1,
+        ledger=reads_first,
     )
     if claim.verdict == "wait":
         logger.debug("%s: waiting %.2fs for the account's rate limit", job.describe(), claim.wait)
@@ -124,8 +129,6 @@ def run(
     if claim.hold > 0:
         time.sleep(claim.hold)  # up to a second, to go out at the job's rate-limit slot
     send_by = send_deadline(claimed_at, claim, settings)
-    # What the relay has delivered of the order's other invoices: VTEX's GET may not show it yet.
-    posted = delivered_invoices(ordering.client, ref, job.job_id) if reads_first else None
     try:
         tried = decide(
             job,
@@ -136,7 +139,9 @@ def run(
             worker=worker,
             redact=redact,
             logger=logger,
-            posted=posted,
+            # What the relay has delivered of the order's other invoices (read by the claim):
+            # VTEX's GET may not show it yet.
+            posted=claim.posted,
         )
     except LeaseExpired as exc:
         logger.warning("%s: %s; the job is recovered when its lease ends", job.describe(), exc)

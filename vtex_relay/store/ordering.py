@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 import redis
 from pydantic_core import to_json
 
+from vtex_relay.store.combining import Combiner
 from vtex_relay.store.enqueuing import Enqueuing
 from vtex_relay.store.keys import (
     ACKS,
@@ -51,6 +52,9 @@ class Claim(NamedTuple):
     uncertain: bool = False
     wait: float = 0.0
     hold: float = 0.0
+    # Asked for (``ledger``): the order's invoices the relay has delivered but this job's, by
+    # number: (type, value in cents). VTEX's GET order may not show them yet.
+    posted: dict[str, tuple[str, int]] | None = None
 
 
 # What happens after a try: the job is done (the order moves on), retried later, or dead.
@@ -107,6 +111,8 @@ class Ordering(Enqueuing):
         self._finish = script(client, "finish")
         self._sweep = script(client, "sweep")
         self._resolve = script(client, "resolve")
+        # A worker's threads claim and finish at once: their calls share round trips.
+        self._combiner = Combiner(client)
 
     def confirm(self) -> str | None:
         """Wait until what was written so far (a worker's claim) is on the replicas the
@@ -127,11 +133,15 @@ class Ordering(Enqueuing):
         rate: float = 0.0,
         burst: float = 0.0,
         calls: int = 1,
+        ledger: bool = False,
     ) -> Claim:
         """Take the job for *token* with a lease, if it is ready (or its lease ran out) and
         the account's rate limit (*rate* per second, bursts of *burst*; 0: none) allows the
-        try's *calls* requests (2 when it reads the order first)."""
-        reply = self._claim(
+        try's *calls* requests (2 when it reads the order first). With *ledger*, a claim to
+        run also says what the relay has delivered of the order's invoices (``posted``), in
+        the same round trip: the order-total check counts them."""
+        reply = self._combiner.call(
+            self._claim,
             keys=[
                 ref.job_key(job_id),
                 LEASES,
@@ -141,6 +151,7 @@ class Ordering(Enqueuing):
                 READY,
                 CLAIMED,
                 self.queue,
+                ref.key("invoices"),
             ],
             args=[
                 _named(
@@ -151,13 +162,27 @@ class Ordering(Enqueuing):
                     burst=burst,
                     window=self.window,
                     calls=calls,
+                    ledger=ledger,
                 )
             ],
         )
         verdict = text(reply[0])
         if verdict == "run":
-            hold = float(text(reply[4]))
-            return Claim("run", int(reply[1]), int(reply[2]), text(reply[3]) == "1", hold=hold)
+            entries = [text(part) for part in reply[5:]]
+            posted = {
+                number: (flow, int(value))
+                for number, flow, value in zip(
+                    entries[0::3], entries[1::3], entries[2::3], strict=True
+                )
+            }
+            return Claim(
+                "run",
+                int(reply[1]),
+                int(reply[2]),
+                text(reply[3]) == "1",
+                hold=float(text(reply[4])),
+                posted=posted if ledger else None,
+            )
         if verdict == "wait":
             return Claim("wait", wait=float(text(reply[1])))
         return Claim("busy" if verdict == "busy" else "stale")
@@ -187,7 +212,8 @@ class Ordering(Enqueuing):
         *kind*, *result*, *reconciled* and *durations* are counted for the metrics
         (``vtex_relay.ops.metrics``; ``lua/finish.lua`` says their form).
         """
-        reply = self._finish(
+        reply = self._combiner.call(
+            self._finish,
             keys=[
                 ref.job_key(job_id),
                 ref.attempts_key(job_id),

@@ -17,11 +17,14 @@
 -- The claim also takes the message out of the account's window and pumps its line (common.lua),
 -- and records the account's rate and burst for the pumps of scripts that are not given them.
 --
--- KEYS: job, leases, delayed, rate, pause, ready, claimed, queue
+-- KEYS: job, leases, delayed, rate, pause, ready, claimed, queue, invoices (the order's ledger)
 -- ARGV[1]: JSON {member, token, lease (seconds), rate (per second; 0 = no limit), burst,
 --       window, calls (how many requests the try makes: 2 for an invoice whose order is read
---       first; an uncertain try reads the order first too, whatever its kind)}
--- Returns {"run", seq, tries, uncertain, hold_seconds} | {"wait", seconds} (the job is now
+--       first; an uncertain try reads the order first too, whatever its kind), ledger (true:
+--       the try checks the order's total, and needs what the relay has delivered of it)}
+-- Returns {"run", seq, tries, uncertain, hold_seconds, [number, type, value]...} (with ledger:
+--       the order's invoices the relay has delivered, but this job's: VTEX's GET may not show
+--       them yet) | {"wait", seconds} (the job is now
 --       "throttled", in the delayed set) | {"busy"} (its lease runs) | {"stale"} (it is in
 --       no state to run: not ready, or gone); the last two answer a duplicate message
 local jkey, leases, delayed, rate_key, pause_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -34,7 +37,8 @@ local ref = split(member)
 local account = account_of(ref)
 
 -- Everything the claim reads, in two commands.
-local job = redis.call("HMGET", jkey, "seq", "lease_until", "dseq", "slot_at", "uncertain", "state")
+local job = redis.call("HMGET", jkey, "seq", "lease_until", "dseq", "slot_at", "uncertain", "state",
+  "tries")
 local limits_key = account_key(account, "limits")
 local shared = redis.call("MGET", claimed, pause_key, limits_key, rate_key)
 local state = job[6]
@@ -112,10 +116,11 @@ if job[4] then
 end
 local hold = math.max(start - t, 0)
 local lease_until = t + hold + A.lease
-local tries = redis.call("HINCRBY", jkey, "tries", 1)
--- set_state's write, with the lease's: ready is not counted, running is; an expired lease's
--- job was running already.
-local fields = {"state", "running", "lease_token", token, "lease_until", lease_until}
+local tries = tonumber(job[7] or "0") + 1
+-- set_state's write, with the try's count and the lease: ready is not counted, running is; an
+-- expired lease's job was running already.
+local fields = {"state", "running", "tries", tries, "lease_token", token,
+  "lease_until", lease_until}
 if expired then
   table.insert(fields, "uncertain")
   table.insert(fields, 1)
@@ -128,4 +133,22 @@ redis.call("ZADD", leases, lease_until, member)
 if not expired then
   pump(account, pause_until, rate, burst, next_tat)
 end
-return {"run", job[1], tries, uncertain and "1" or "0", tostring(hold)}
+local reply = {"run", job[1], tries, uncertain and "1" or "0", tostring(hold)}
+if A.ledger then
+  -- Each entry: "job_id digest type value". A job done, or gone (its record expired after
+  -- delivery), has delivered its invoice; one waiting, dead or discarded has not.
+  local _, own_id = split(member)
+  local ledger = redis.call("HGETALL", KEYS[9])
+  for i = 1, #ledger, 2 do
+    local holder, flow, value = string.match(ledger[i + 1], "^(%S*) %S* (%S*) (%d+)$")
+    if holder and holder ~= own_id and (flow == "Output" or flow == "Input") then
+      local held = redis.call("HGET", job_key(ref, holder), "state")
+      if not held or held == "done" then
+        table.insert(reply, ledger[i])
+        table.insert(reply, flow)
+        table.insert(reply, value)
+      end
+    end
+  end
+end
+return reply

@@ -80,19 +80,23 @@ end
 -- the claim records the highest number claimed: the list is first in, first out, so a job
 -- whose number is below that was taken off the list already.
 -- *known*: the job as its enqueue just wrote it (never dispatched), which need not be read back.
-local function push(ref, job_id, known)
+-- *waiting*: the job's {kind, invoice_number, enqueued_at, dispatches, ...} and body as the pump
+-- just read them, the job waiting. A job given either has its state written "ready" with its dispatch
+-- (neither state is counted); without, it is ready already (the sweep replacing a lost message).
+local function push(ref, job_id, known, waiting, waiting_body)
   local jkey = job_key(ref, job_id)
   local member = ref .. " " .. job_id
   local job, body
   if known then
     job, body = {known.kind, known.number, known.enqueued_at, false}, known.body
+  elseif waiting then
+    job, body = waiting, waiting_body
   else
     job = redis.call("HMGET", jkey, "kind", "invoice_number", "enqueued_at", "dispatches")
     body = redis.call("GET", body_key(jkey))
   end
   local n = tonumber(job[4] or "0") + 1
-  -- Known, it was waiting: its state is written with the dispatch (neither state is counted).
-  local state = known and {"state", "ready"} or {}
+  local state = (known or waiting) and {"state", "ready"} or {}
   redis.call("LPUSH", QUEUE, build_message(job[1], job_id, job_id .. "." .. n, ref, job[2] or "",
     job[3], body))
   redis.call("HSET", jkey, "dispatches", n, "dseq", redis.call("INCR", DISPATCHED), unpack(state))
@@ -145,22 +149,23 @@ local function pump(account, pause, rate, burst, tat, known)
   local t = now()
   tat = math.max(tat, t)
   while n_out < WINDOW do
-    -- A known job alone in the line is its head, and once it is dispatched the line is empty.
-    local alone = known and known.alone
-    local member = alone and known.member or redis.call("LINDEX", line, 0)
-    if not member then
-      return
-    end
-    -- The slot this message's claim would get once those out before it took theirs.
+    -- The slot the next message's claim would get once those out before it took theirs.
     local at = math.max(t, pause)
     if rate > 0 then
       at = math.max(at, tat + (n_out - burst) / rate - LEAD)
     end
+    -- A known job alone in the line is its head, and once it is dispatched the line is empty.
+    local alone = known and known.alone
     if at > t then
-      redis.call("ZADD", LINES, at, account)
+      if alone or redis.call("LINDEX", line, 0) then
+        redis.call("ZADD", LINES, at, account)
+      end
       return
     end
-    redis.call("LPOP", line)
+    local member = redis.call("LPOP", line)
+    if not member then
+      return
+    end
     local ref, job_id = split(member)
     local jkey = job_key(ref, job_id)
     if known and member == known.member then
@@ -169,19 +174,23 @@ local function pump(account, pause, rate, burst, tat, known)
       if alone then
         return
       end
-    elseif redis.call("HGET", jkey, "state") == "waiting" then
-      if redis.call("EXISTS", body_key(jkey)) == 1 then
-        set_state(jkey, ref, "waiting", "ready")
-        push(ref, job_id)
-        n_out = n_out + 1
-      else
-        -- Checked before anything is written for it: a job without its body (data of an
-        -- earlier layout) cannot be sent. It ends dead, saying why, rather than failing the
-        -- script half-way through whatever called this pump.
-        redis.call("RPUSH", attempts_key(jkey), cjson.encode({at = tostring(now()),
-          outcome = "permanent", message = "not sent: the job has no body in Redis (data of " ..
-          "an earlier layout?); enqueue it again, then discard this one"}))
-        to_dead(ref, job_id, "waiting", redis.call("HGET", jkey, "kind") or "unknown")
+    else
+      local job = redis.call("HMGET", jkey, "kind", "invoice_number", "enqueued_at", "dispatches",
+        "state")
+      if job[5] == "waiting" then
+        local body = redis.call("GET", body_key(jkey))
+        if body then
+          push(ref, job_id, nil, job, body)
+          n_out = n_out + 1
+        else
+          -- Checked before anything is written for it: a job without its body (data of an
+          -- earlier layout) cannot be sent. It ends dead, saying why, rather than failing the
+          -- script half-way through whatever called this pump.
+          redis.call("RPUSH", attempts_key(jkey), cjson.encode({at = tostring(now()),
+            outcome = "permanent", message = "not sent: the job has no body in Redis (data " ..
+            "of an earlier layout?); enqueue it again, then discard this one"}))
+          to_dead(ref, job_id, "waiting", job[1] or "unknown")
+        end
       end
     end
   end
