@@ -1,16 +1,38 @@
 """One round of ``bench.metrics_cost``'s CPU comparison, run in the tree under test (``cwd``,
 ``PYTHONPATH``): a Redis, the sandbox and one worker of that tree; *jobs* invoices delivered;
 prints the worker's CPU seconds per job, from "ready" to the last delivery. It uses only what
-both trees have (``tests.harness``, ``Ordering.enqueue``), so it runs in either."""
+both trees have (the test harness, ``Ordering.enqueue``), found where each tree keeps them, so
+it runs in either."""
 
+import importlib
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from tests.harness import RedisServer, Sandbox, Worker, wait_for
+
+def _first(*names: str) -> Any:
+    """The first of the modules *names* that this tree has: the baseline's name first (it
+    predates ``vtex_relay/store`` and ``tests/harness.py``), since the installed package may
+    lend the baseline this tree's modules under the new names."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+    raise ModuleNotFoundError(" or ".join(names))
+
+
+harness = _first("vtex_relay.testing", "tests.harness")
+RedisServer, Sandbox, Worker, wait_for = (
+    harness.RedisServer,
+    harness.Sandbox,
+    harness.Worker,
+    harness.wait_for,
+)
 
 BODY = {
     "type": "Output",
@@ -39,7 +61,8 @@ def main(jobs: int) -> None:
         }
         os.environ.update(env)
         from vtex_relay.jobs import Job
-        from vtex_relay.store.ordering import Ordering
+
+        Ordering = _first("vtex_relay.ordering", "vtex_relay.store.ordering").Ordering
 
         orders = (
             Job(kind="invoice", order_id=f"o-{n}", account="bench", body=BODY) for n in range(jobs)
