@@ -115,7 +115,10 @@ def main() -> None:
             "one worker process of two; a part's ms = its share of the samples x the process's "
             "CPU per job (its CPU time over the window / half the POSTs the sandbox got in it). "
             "Time outside the GIL (system calls, the C parts of JSON, hiredis) is spread over "
-            "the parts by their Python samples.",
+            "the parts by their Python samples. The samples are of wall time: on a machine "
+            "with no core to spare, a thread that holds the GIL while the system runs another "
+            "process is sampled meanwhile, so a part's share grows with the load around it "
+            "(with the check on, the sandbox answers twice the requests).",
             "",
             machine_line(version),
             "Command: `python -m bench.profile`",
