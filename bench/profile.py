@@ -11,7 +11,9 @@ divided by the jobs it delivered in it, split by the samples' shares.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -45,6 +47,16 @@ def _area(frames: list[str]) -> str:
     return "other"
 
 
+def _py_spy() -> str:
+    """py-spy, installed with the dev extra next to this interpreter (``make bench`` runs
+    ``.venv/bin/python`` without the venv on PATH), or else on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("bench.profile needs py-spy: pip install -e '.[dev]' (or py-spy)")
+    return found
+
+
 def profile(ctx: Context, system: System, jobs: int) -> tuple[Counter[str], float]:
     """py-spy over one of *system*'s workers while it drains *jobs*; (area counts, CPU ms per
     job of that worker over the sampled window)."""
@@ -60,7 +72,7 @@ def profile(ctx: Context, system: System, jobs: int) -> tuple[Counter[str], floa
         pid = workers[0].pid
         with tempfile.NamedTemporaryFile(suffix=".txt") as out:
             before, posts = cpu_seconds(pid), ctx.posts_ok()
-            spy = ["py-spy", "record", "--gil", "-r", "200", "-d", f"{SECONDS:g}", "-f", "raw"]
+            spy = [_py_spy(), "record", "--gil", "-r", "200", "-d", f"{SECONDS:g}", "-f", "raw"]
             subprocess.run(
                 [*spy, "-p", str(pid), "-o", out.name],
                 check=True,
