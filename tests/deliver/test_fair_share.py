@@ -111,8 +111,8 @@ def test_a_try_that_reads_the_order_first_takes_a_slot_for_each_request(
     first, second, third = jobs("counted", 3)
     list(ordering.enqueue([first, second, third]))
     ref = OrderRef.of(first)
-    assert ordering.claim(ref, first.job_id, "w", 60, 10, 0, calls=2).verdict == "run"
-    held = ordering.claim(OrderRef.of(second), second.job_id, "w", 60, 10, 0, calls=2)
+    assert ordering.claim(ref, first.job_id, "w", 60, 10, 0, checks_total=True).verdict == "run"
+    held = ordering.claim(OrderRef.of(second), second.job_id, "w", 60, 10, 0, checks_total=True)
     assert held.verdict == "run"
     assert 0.15 < held.hold <= 0.2
     after_two = ordering.claim(OrderRef.of(third), third.job_id, "w", 60, 10, 0)

@@ -105,9 +105,8 @@ def run(
     claimed_at = time.monotonic()
     # An invoice whose total is checked: a GET, then the POST.
     reads_first = operation(job.kind).posts_invoice and settings.verifies_total(job.account)
-    calls = 2 if reads_first else 1
     claim = ordering.claim(
-        ref, job.job_id, token, settings.lease_seconds, *limit, calls=calls, ledger=reads_first
+        ref, job.job_id, token, settings.lease_seconds, *limit, checks_total=reads_first
     )
     if claim.verdict == "wait":
         logger.debug("%s: waiting %.2fs for the account's rate limit", job.describe(), claim.wait)

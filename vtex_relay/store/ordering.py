@@ -52,7 +52,7 @@ class Claim(NamedTuple):
     uncertain: bool = False
     wait: float = 0.0
     hold: float = 0.0
-    # Asked for (``ledger``): the order's invoices the relay has delivered but this job's, by
+    # Asked for (``checks_total``): the order's invoices the relay has delivered but this job's, by
     # number: (type, value in cents). VTEX's GET order may not show them yet.
     posted: dict[str, tuple[str, int]] | None = None
 
@@ -132,14 +132,13 @@ class Ordering(Enqueuing):
         lease_seconds: float,
         rate: float = 0.0,
         burst: float = 0.0,
-        calls: int = 1,
-        ledger: bool = False,
+        checks_total: bool = False,
     ) -> Claim:
         """Take the job for *token* with a lease, if it is ready (or its lease ran out) and
         the account's rate limit (*rate* per second, bursts of *burst*; 0: none) allows the
-        try's *calls* requests (2 when it reads the order first). With *ledger*, a claim to
-        run also says what the relay has delivered of the order's invoices (``posted``), in
-        the same round trip: the order-total check counts them."""
+        try's requests. A try that *checks_total* makes two (GET order, then the POST), and
+        its claim also says what the relay has delivered of the order's invoices
+        (``posted``), in the same round trip: the order-total check counts them."""
         reply = self._combiner.call(
             self._claim,
             keys=[
@@ -161,8 +160,8 @@ class Ordering(Enqueuing):
                     rate=rate,
                     burst=burst,
                     window=self.window,
-                    calls=calls,
-                    ledger=ledger,
+                    calls=2 if checks_total else 1,
+                    ledger=checks_total,
                 )
             ],
         )
@@ -181,7 +180,7 @@ class Ordering(Enqueuing):
                 int(reply[2]),
                 text(reply[3]) == "1",
                 hold=float(text(reply[4])),
-                posted=posted if ledger else None,
+                posted=posted if checks_total else None,
             )
         if verdict == "wait":
             return Claim("wait", wait=float(text(reply[1])))

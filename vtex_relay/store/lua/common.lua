@@ -79,24 +79,19 @@ end
 -- To tell "lost" from "still waiting in the queue", each push gets a number from DISPATCHED;
 -- the claim records the highest number claimed: the list is first in, first out, so a job
 -- whose number is below that was taken off the list already.
--- *known*: the job as its enqueue just wrote it (never dispatched), which need not be read back.
--- *waiting*: the job's {kind, invoice_number, enqueued_at, dispatches, ...} and body as the pump
--- just read them, the job waiting. A job given either has its state written "ready" with its dispatch
--- (neither state is counted); without, it is ready already (the sweep replacing a lost message).
-local function push(ref, job_id, known, waiting, waiting_body)
+-- *job* ({kind, invoice_number, enqueued_at, dispatches}) and *body*: the job as its caller
+-- has it already (just enqueued, or just read by the pump), waiting: its state is written
+-- "ready" with its dispatch (neither state is counted). Without them it is read here, and it
+-- is ready already (the sweep replacing a lost message).
+local function push(ref, job_id, job, body)
   local jkey = job_key(ref, job_id)
   local member = ref .. " " .. job_id
-  local job, body
-  if known then
-    job, body = {known.kind, known.number, known.enqueued_at, false}, known.body
-  elseif waiting then
-    job, body = waiting, waiting_body
-  else
+  local state = job and {"state", "ready"} or {}
+  if not job then
     job = redis.call("HMGET", jkey, "kind", "invoice_number", "enqueued_at", "dispatches")
     body = redis.call("GET", body_key(jkey))
   end
   local n = tonumber(job[4] or "0") + 1
-  local state = (known or waiting) and {"state", "ready"} or {}
   redis.call("LPUSH", QUEUE, build_message(job[1], job_id, job_id .. "." .. n, ref, job[2] or "",
     job[3], body))
   redis.call("HSET", jkey, "dispatches", n, "dseq", redis.call("INCR", DISPATCHED), unpack(state))
@@ -136,7 +131,7 @@ end
 -- Give messages to the account's waiting jobs while its window, pause and rate allow; if its
 -- pause or rate is what stops it, it goes into LINES for the sweep to pump it then. (An
 -- account left in LINES after its line moved on costs that sweep one empty pump.) *known*: a
--- job just enqueued and put in the line, as push takes it.
+-- job just enqueued and put in the line (its kind, number, enqueued_at, body; member, alone).
 local function pump(account, pause, rate, burst, tat, known)
   local line, out = account_key(account, "line"), account_key(account, "out")
   local n_out = redis.call("SCARD", out)
@@ -169,7 +164,7 @@ local function pump(account, pause, rate, burst, tat, known)
     local ref, job_id = split(member)
     local jkey = job_key(ref, job_id)
     if known and member == known.member then
-      push(ref, job_id, known)
+      push(ref, job_id, {known.kind, known.number, known.enqueued_at, false}, known.body)
       n_out = n_out + 1
       if alone then
         return
@@ -180,7 +175,7 @@ local function pump(account, pause, rate, burst, tat, known)
       if job[5] == "waiting" then
         local body = redis.call("GET", body_key(jkey))
         if body then
-          push(ref, job_id, nil, job, body)
+          push(ref, job_id, job, body)
           n_out = n_out + 1
         else
           -- Checked before anything is written for it: a job without its body (data of an
