@@ -29,7 +29,7 @@ _client_lock = threading.Lock()
 
 
 def oms_client() -> OmsClient:
-    """The process's one pooled OMS client, made on first use (after the pool forks or starts)."""
+    """The process's one OMS client, made on first use (after the pool forks or starts)."""
     global _client
     with _client_lock:
         if _client is None:

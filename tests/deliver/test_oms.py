@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -16,7 +16,7 @@ import respx
 
 import vtex_relay  # noqa: F401 - before config: importing config first hits an import cycle
 from config.settings import Settings
-from tests.harness import JsonHandler
+from tests.harness import JsonHandler, wait_for
 from vtex_relay.deliver.oms import OmsClient
 from vtex_relay.errors import ConfigurationError, OmsError, PermanentError, RetryableError
 from vtex_relay.models import Receipt
@@ -159,6 +159,31 @@ class TestRequests:
         with ThreadPoolExecutor(max_workers=16) as pool:
             receipts = list(pool.map(lambda _: call(client, "post"), range(64)))
         assert receipts == [Receipt.model_validate(RECEIPT)] * 64
+
+    def test_each_thread_keeps_a_connection_of_its_own(self) -> None:
+        """A thread's calls go over one connection, kept between them, that no other thread
+        uses (here the threads take turns: a shared pool would hand each the other's idle
+        connection); closing the client closes every thread's connection."""
+        with local_server() as base:
+            client = OmsClient(make_settings(vtex_base_url=base))
+            with ThreadPoolExecutor(max_workers=1) as one, ThreadPoolExecutor(1) as other:
+                for _ in range(3):
+                    for pool, order_id in ((one, "o-1"), (other, "o-2")):
+                        pool.submit(
+                            client.write, TABLE["invoice"], ACCOUNT, order_id, None, INVOICE_BODY
+                        ).result(timeout=10)
+                ports = [
+                    {port for path, port in _Handler.seen if f"/{order_id}/" in path}
+                    for order_id in ("o-1", "o-2")
+                ]
+                assert [len(used) for used in ports] == [1, 1], _Handler.seen
+                assert ports[0] != ports[1], _Handler.seen
+                client.close()
+                wait_for(
+                    lambda: _Handler.open_connections == 0,
+                    timeout=10,
+                    what="the server to see both connections closed",
+                )
 
     def test_closed_by_the_context_manager(self) -> None:
         with OmsClient(make_settings()) as client:
@@ -468,8 +493,24 @@ class TestNoCredentialLeak:
 
 
 class _Handler(JsonHandler):
+    protocol_version = "HTTP/1.1"  # keeps the connection open between requests
+    seen: ClassVar[list[tuple[str, int]]] = []  # (path, client port) of each POST, in order
+    open_connections = 0
+    _counting = threading.Lock()
+
+    def setup(self) -> None:
+        super().setup()
+        with self._counting:
+            type(self).open_connections += 1
+
+    def finish(self) -> None:
+        super().finish()
+        with self._counting:
+            type(self).open_connections -= 1
+
     def do_POST(self) -> None:
         self.read_body()
+        self.seen.append((self.path, self.client_address[1]))
         self.answer(200, json.dumps(RECEIPT).encode())
 
     def do_GET(self) -> None:
@@ -480,6 +521,7 @@ class local_server:
     """A real HTTP server on a free port, for the duration of a ``with`` block."""
 
     def __enter__(self) -> str:
+        _Handler.seen.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

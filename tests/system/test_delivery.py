@@ -98,7 +98,7 @@ def test_a_refused_call_is_logged_with_vtex_message(
 
 
 def test_no_cookie_goes_from_one_call_to_the_next(sandbox: SandboxControl, worker: Worker) -> None:
-    """VTEX (or a proxy before it) sets a cookie on every answer: the worker's one pooled client
+    """VTEX (or a proxy before it) sets a cookie on every answer: a worker thread's HTTP client
     must not send one account's cookie on another account's call, nor any cookie at all."""
     sandbox.set_faults(set_cookies=True)
     body = example("invoice")

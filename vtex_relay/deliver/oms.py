@@ -1,6 +1,7 @@
 """The HTTP client for the four VTEX OMS operations vtex-relay uses.
 
-One ``OmsClient`` per process: it holds one pooled, thread-safe ``httpx.Client``. Every call
+One ``OmsClient`` per process, shared by its threads: each thread calls through an
+``httpx.Client`` of its own, which keeps its connection between calls. Every call
 either returns VTEX's answer or raises an ``OmsError`` saying whether trying again can help:
 
 * 2xx -> success;
@@ -9,7 +10,7 @@ either returns VTEX's answer or raises an ``OmsError`` saying whether trying aga
 * any other status -> ``PermanentError`` carrying VTEX's message (at most 500 characters).
 
 Each call is made with its account's credentials (``Settings.credentials``), given as the
-request's own headers: one pooled client serves every account, keeps no cookie, and a call is
+request's own headers: a thread's client serves every account, keeps no cookie, and a call is
 never made with another account's key. No exception or log line this module produces contains
 a header value, and raised errors carry no chained exception (the httpx exception holds the
 request, and so the token). An account that is not configured raises ``UnknownAccount``
@@ -19,6 +20,7 @@ before anything is sent.
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
@@ -60,18 +62,41 @@ class OmsClient:
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
         settings.require_credentials()  # every account's, read now: no surprise on a job
         self._settings = settings
-        self._client = httpx.Client(
-            headers={"Accept": "application/json", "Content-Type": "application/json"},
-            timeout=settings.vtex_timeout,
-            # Up to 100 calls in flight. Keeping more than 50 idle connections costs more CPU than
-            # it saves: httpcore checks every pooled connection on each request.
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
-            follow_redirects=False,  # a redirect would resend the credentials elsewhere
-            # No cookie is kept: one pooled client serves every account, and a cookie VTEX (or
-            # a proxy) sets on one account's answer must not be sent on another's call.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-            transport=transport,
-        )
+        self._transport = transport
+        # One httpx.Client per thread, keeping one connection: a thread makes one call at a
+        # time. A single pool shared by every thread costs more the more connections it
+        # holds: httpcore looks at each of them (a poll() of each idle socket, and a count of
+        # the idle ones for each idle one) twice a request, and 64 threads keep dozens open.
+        # The clients share one TLS context: loading the CA certificates takes ~25 ms each.
+        self._tls = httpx.create_ssl_context()
+        self._local = threading.local()
+        self._clients: list[httpx.Client] | None = []  # None once closed
+        self._lock = threading.Lock()
+
+    @property
+    def _client(self) -> httpx.Client:
+        """This thread's client, made on its first call (``RuntimeError`` once closed)."""
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(
+                headers={"Accept": "application/json", "Content-Type": "application/json"},
+                timeout=self._settings.vtex_timeout,
+                # Room for a response the thread has not closed yet; one kept between calls.
+                limits=httpx.Limits(max_connections=4, max_keepalive_connections=1),
+                verify=self._tls,
+                follow_redirects=False,  # a redirect would resend the credentials elsewhere
+                # No cookie is kept: a cookie VTEX (or a proxy) sets on one account's answer
+                # must not be sent on another account's call made by this thread.
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+                transport=self._transport,
+            )
+            with self._lock:
+                if self._clients is None:
+                    client.close()
+                    raise RuntimeError("the OMS client is closed")
+                self._clients.append(client)
+            self._local.client = client
+        return client
 
     # Every call takes *send_by*: a time.monotonic() after which its request must not leave
     # (None: no limit). It is checked as the last step before the request's headers, and again
@@ -145,8 +170,11 @@ class OmsClient:
         raise error from None  # outside the handler: no httpx exception (it holds the headers)
 
     def close(self) -> None:
-        """Close the pooled connections."""
-        self._client.close()
+        """Close every thread's connections."""
+        with self._lock:
+            clients, self._clients = self._clients or [], None
+        for client in clients:
+            client.close()
 
     def __enter__(self) -> Self:
         return self

@@ -38,8 +38,9 @@ class Passthrough:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client = OmsClient(settings)
-        # As many threads as the client has connections: the per-account slots bound the
-        # calls of each account, and the intake's own connection limit all of them.
+        # At most 100 calls at once, each thread's over a connection of its own (OmsClient):
+        # the per-account slots bound the calls of each account, and the intake's own
+        # connection limit all of them.
         self._threads = ThreadPoolExecutor(max_workers=100, thread_name_prefix="get-order")
         self._slots: dict[str, asyncio.Semaphore] = {}
 
