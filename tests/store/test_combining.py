@@ -9,6 +9,7 @@ import redis
 
 from tests.harness import RedisServer, wait_for
 from vtex_relay.store.combining import Combiner
+from vtex_relay.store.scripts import Function, library
 
 # Busy for a few milliseconds, so that calls made meanwhile wait and go together.
 SLOW = """
@@ -18,6 +19,12 @@ if ARGV[1] == "bad" then return redis.error_reply("a bad one") end
 return ARGV[1]
 """
 SPIN = "100000"
+
+
+def slow(client: redis.Redis, variant: str = "") -> Function:
+    """SLOW as a function of a library of its own (*variant* makes another library)."""
+    source, prefix = library(f"-- {variant}", {"slow": SLOW}, {"slow": ""})
+    return Function(client, "slow", source, prefix)
 
 
 def in_threads(count: int, work: Callable[[int], Any]) -> dict[int, Any]:
@@ -44,7 +51,7 @@ def test_each_call_gets_its_own_reply_and_calls_share_round_trips(
     redis_client: redis.Redis,
 ) -> None:
     combiner = Combiner(redis_client)
-    script = redis_client.register_script(SLOW)
+    script = slow(redis_client)
     calls = 16 * 10
 
     def work(n: int) -> list[bytes]:
@@ -57,7 +64,7 @@ def test_each_call_gets_its_own_reply_and_calls_share_round_trips(
 
 def test_an_error_reply_goes_to_its_call_alone(redis_client: redis.Redis) -> None:
     combiner = Combiner(redis_client)
-    script = redis_client.register_script(SLOW)
+    script = slow(redis_client)
     results = in_threads(12, lambda n: combiner.call(script, [], ["bad" if n % 3 else n, SPIN]))
     for n, result in results.items():
         if n % 3:
@@ -68,13 +75,15 @@ def test_an_error_reply_goes_to_its_call_alone(redis_client: redis.Redis) -> Non
     assert combiner.round_trips < 12
 
 
-def test_a_batch_of_scripts_redis_forgot_loads_them_again(redis_client: redis.Redis) -> None:
+def test_a_batch_of_functions_redis_forgot_loads_them_again(redis_client: redis.Redis) -> None:
     combiner = Combiner(redis_client)
-    first = redis_client.register_script(SLOW)
-    later = redis_client.register_script(SLOW + "-- another script")
-    redis_client.script_flush()
-    # One call on its way (it loads its script itself), the others wait for it: they go
-    # together, find their script missing, and are run again once it is loaded.
+    first = slow(redis_client)
+    later = slow(redis_client, "another library")
+    first.load()
+    later.load()
+    redis_client.function_flush()
+    # One call on its way (it loads its library itself), the others wait for it: they go
+    # together, find their function missing, and are run again once it is loaded.
     ahead = threading.Thread(target=combiner.call, args=(first, [], ["first", "3000000"]))
     ahead.start()
     wait_for(lambda: combiner.round_trips == 1, timeout=10, what="the first call on its way")
@@ -96,7 +105,7 @@ def test_a_lost_connection_fails_its_calls_and_the_next_ones_go_through(
 ) -> None:
     client = own_redis.client()
     combiner = Combiner(client)
-    script = client.register_script(SLOW)
+    script = slow(client)
     assert combiner.call(script, [], ["up", "1"]) == b"up"
     own_redis.kill()
     results = in_threads(8, lambda n: combiner.call(script, [], [n, SPIN]))

@@ -3,12 +3,13 @@ and an account's keys are among the ones it lists, and no other module spells a 
 
 import re
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from tests.processes import ROOT
 from vtex_relay.store import keys
-from vtex_relay.store.scripts import script
+from vtex_relay.store.scripts import NAMES, function
 
 LUA = sorted((ROOT / "vtex_relay" / "store" / "lua").glob("*.lua"))
 PYTHON = sorted(p for d in ("vtex_relay", "worker", "tasks") for p in (ROOT / d).rglob("*.py"))
@@ -44,9 +45,17 @@ def test_no_module_but_keys_spells_a_key() -> None:
     assert not found, found
 
 
+def _pairs(flat: list[Any]) -> dict[bytes, Any]:
+    """A RESP2 reply of alternating names and values, as a dict."""
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
 def test_every_script_compiles_with_the_layout(redis_client: redis.Redis) -> None:
-    # SCRIPT LOAD compiles without running: a name the layout's Lua lacks would still pass, but
-    # a syntax slip in the generated functions would not.
-    for path in LUA:
-        if path.stem != "common":
-            redis_client.script_load(script(redis_client, path.stem).script)
+    # FUNCTION LOAD compiles the library and runs its registrations, not the functions: a name
+    # the layout's Lua lacks would still pass, but a syntax slip in the generated Lua would not.
+    redis_client.function_flush()
+    function(redis_client, "claim").load()
+    [library] = [_pairs(entry) for entry in redis_client.function_list()]
+    names = sorted(_pairs(f)[b"name"].decode().rpartition("_")[2] for f in library[b"functions"])
+    assert names == sorted(NAMES)
+    assert {p.stem for p in LUA} == {*NAMES, "common"}

@@ -118,12 +118,12 @@ def test_a_batched_enqueue_keeps_each_order_s_jobs_in_order_across_pipelines(
 
 def test_a_single_job_is_one_script_call(redis_client: "redis.Redis") -> None:
     ordering = Ordering(redis_client, QUEUE)
-    list(ordering.enqueue([_job("A-01", "invoice", 0)]))  # redis-py loads the script once
+    list(ordering.enqueue([_job("A-01", "invoice", 0)]))  # the library loaded, if it was not
     redis_client.config_resetstat()
 
     list(ordering.enqueue([_job("B-01", "invoice", 0)]))
 
     calls = {name: stats["calls"] for name, stats in redis_client.info("commandstats").items()}
-    # One EVALSHA round trip: no SCRIPT EXISTS (a pipeline checks its scripts on every call).
-    assert calls.get("cmdstat_evalsha") == 1
-    assert "cmdstat_script|exists" not in calls
+    # One FCALL round trip: nothing checks or loads the library first.
+    assert calls.get("cmdstat_fcall") == 1
+    assert "cmdstat_function|load" not in calls

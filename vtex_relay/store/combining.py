@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+
+from vtex_relay.store.scripts import Function, missing
 
 
 @dataclass(eq=False)
 class _Call:
-    script: Script
+    script: Function
     keys: Sequence[Any]
     args: Sequence[Any]
     turn: threading.Event = field(default_factory=threading.Event)  # done, or send now
@@ -57,7 +57,7 @@ class Combiner:
         self._sending = False
         self.round_trips = 0  # batches sent: fewer than calls when threads overlap
 
-    def call(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    def call(self, script: Function, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run *script* with *keys* and *args*, as ``script(keys=keys, args=args)`` would."""
         mine = _Call(script, keys, args)
         with self._lock:
@@ -90,11 +90,11 @@ class Combiner:
                 return
             with self.client.pipeline(transaction=False) as pipe:
                 for call in batch:
-                    pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                    pipe.fcall(call.script.name, len(call.keys), *call.keys, *call.args)
                 replies = pipe.execute(raise_on_error=False)
             for call, reply in zip(batch, replies, strict=True):
-                if isinstance(reply, NoScriptError):
-                    # Not run (a new primary, a flushed cache): the script loads it and runs it.
+                if missing(reply):
+                    # Not run (a new Redis, FUNCTION FLUSH): the call loads the library, runs.
                     try:
                         reply = call.script(keys=call.keys, args=call.args)
                     except redis.RedisError as exc:

@@ -9,7 +9,6 @@ from typing import Any, Literal, NamedTuple
 
 import redis
 from pydantic_core import to_json
-from redis.commands.core import Script
 
 from vtex_relay.jobs import Job
 from vtex_relay.operations import operation
@@ -17,6 +16,7 @@ from vtex_relay.store import keys
 from vtex_relay.store.fingerprints import body_digest, fingerprint
 from vtex_relay.store.keys import LAYOUT_VERSION, OrderRef, text
 from vtex_relay.store.pipelining import overlapped
+from vtex_relay.store.scripts import Function
 
 
 class Enqueued(NamedTuple):
@@ -50,7 +50,7 @@ class Enqueuing:
     confirming: list[list[Any]]
     wait_replicas: int
     wait_timeout_ms: int
-    _enqueue: Script
+    _enqueue: Function
 
     def enqueue(self, jobs: Iterable[Job], batch: int = 1000) -> Iterator[tuple[Job, Enqueued]]:
         """Append each job to its order, in order: a single job in one script call, more in
@@ -75,14 +75,14 @@ class Enqueuing:
             return
         if not first:
             return
-        # The pipelined calls are plain EVALSHAs: redis-py reloads a script only for one call.
-        self.client.script_load(self._enqueue.script)
+        # The pipelined calls are plain FCALLs: only a call on its own loads the library.
+        self._enqueue.load()
         batches = (
             (
                 chunk,
                 [
                     *(
-                        ["EVALSHA", self._enqueue.sha, len(names), *names, *args]
+                        self._enqueue.command(names, args)
                         for names, args in (self._enqueue_call(job, latest) for job in chunk)
                     ),
                     *self.confirming,
@@ -120,12 +120,12 @@ class Enqueuing:
         orders: dict[str, list[int]] = {}
         for index, job in enumerate(jobs):
             orders.setdefault(job["ref"], []).append(index)
-        self.client.script_load(self._enqueue.script)
+        self._enqueue.load()
         with self.client.pipeline(transaction=False) as pipe:
             for ref, indexes in orders.items():
                 keys = self._order_keys(ref)
                 args = self._args([jobs[i] for i in indexes], check=True)
-                pipe.evalsha(self._enqueue.sha, len(keys), *keys, *args)
+                pipe.fcall(self._enqueue.name, len(keys), *keys, *args)
             replies = pipe.execute(raise_on_error=False)
         results: list[Enqueued] = [Enqueued("skipped", "")] * len(jobs)
         for indexes, reply in zip(orders.values(), replies, strict=True):

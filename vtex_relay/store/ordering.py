@@ -34,7 +34,7 @@ from vtex_relay.store.keys import (
     text,
 )
 from vtex_relay.store.messages import QUEUE
-from vtex_relay.store.scripts import script
+from vtex_relay.store.scripts import function
 
 
 class Claim(NamedTuple):
@@ -106,11 +106,11 @@ class Ordering(Enqueuing):
             self.confirming.append(["WAITAOF", 1, 0, wait_timeout_ms])
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
-        self._enqueue = script(client, "enqueue")
-        self._claim = script(client, "claim")
-        self._finish = script(client, "finish")
-        self._sweep = script(client, "sweep")
-        self._resolve = script(client, "resolve")
+        self._enqueue = function(client, "enqueue")
+        self._claim = function(client, "claim")
+        self._finish = function(client, "finish")
+        self._sweep = function(client, "sweep")
+        self._resolve = function(client, "resolve")
         # A worker's threads claim and finish at once: their calls share round trips.
         self._combiner = Combiner(client)
 

@@ -1,8 +1,8 @@
 """Before a worker, a producer or the intake writes anything: is this Redis one vtex-relay can
 keep its promises on?
 
-- **Redis 7.0 or newer**: the scripts declare flags (``#!lua flags=...``), which older servers
-  reject; ``ENQUEUE_WAIT_AOF`` needs 7.2 (``WAITAOF``).
+- **Redis 7.0 or newer**: the scripts are a function library (``FUNCTION LOAD``, ``FCALL``),
+  which older servers do not have; ``ENQUEUE_WAIT_AOF`` needs 7.2 (``WAITAOF``).
 - **No eviction** (``maxmemory-policy noeviction``): under any other policy Redis deletes keys
   when it is full (a job, an account's window, an order's invoice ledger) and nothing says so.
 - **The key layout's version** (``vr:layout``): data written by another version is not read as
@@ -40,7 +40,7 @@ def check(client: "redis.Redis", settings: Settings) -> None:
     if version < MIN_VERSION:
         raise ConfigurationError(
             f"Redis {shown} is too old: vtex-relay needs Redis 7.0 or newer (its scripts "
-            "declare flags); upgrade Redis"
+            "are a function library); upgrade Redis"
         )
     if settings.enqueue_wait_aof and version < WAITAOF_VERSION:
         raise ConfigurationError(
