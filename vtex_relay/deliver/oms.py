@@ -1,7 +1,7 @@
 """The HTTP client for the four VTEX OMS operations vtex-relay uses.
 
 One ``OmsClient`` per process, shared by its threads: each thread calls through an
-``httpx.Client`` of its own, which keeps its connection between calls. Every call
+``httpx.Client`` of its own, which keeps its connection between calls (``clients.py``). Every call
 either returns VTEX's answer or raises an ``OmsError`` saying whether trying again can help:
 
 * 2xx -> success;
@@ -20,12 +20,10 @@ before anything is sent.
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
@@ -33,6 +31,7 @@ import httpx
 from pydantic import ValidationError
 
 from vtex_relay.credentials import KEY_HEADER, TOKEN_HEADER
+from vtex_relay.deliver.clients import ThreadClients
 from vtex_relay.errors import LeaseExpired, OmsError, PermanentError, RetryableError
 from vtex_relay.identifiers import check_account, check_invoice_number, check_order_id
 from vtex_relay.models import Receipt
@@ -62,44 +61,11 @@ class OmsClient:
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
         settings.require_credentials()  # every account's, read now: no surprise on a job
         self._settings = settings
-        self._transport = transport
-        # One httpx.Client per thread, keeping one connection: a thread makes one call at a
-        # time. A single pool shared by every thread costs more the more connections it
-        # holds: httpcore looks at each of them (a poll() of each idle socket, and a count of
-        # the idle ones for each idle one) twice a request, and 64 threads keep dozens open.
-        # The clients share one TLS context: loading the CA certificates takes ~25 ms each.
-        self._tls = httpx.create_ssl_context()
-        self._local = threading.local()
-        self._clients: list[httpx.Client] | None = []  # None once closed
-        self._lock = threading.Lock()
+        self._clients = ThreadClients(settings.vtex_timeout, transport)
         # This thread's client now: the first one made in a process pays httpx's imports (tens
         # of ms). Made at a job's first call, after its claim, it would make the first requests
         # late, and those of a rate-limited account would then arrive with the next ones.
-        self._http()
-
-    def _http(self) -> httpx.Client:
-        """This thread's client, made on its first call (``RuntimeError`` once closed)."""
-        client: httpx.Client | None = getattr(self._local, "client", None)
-        if client is None:
-            client = httpx.Client(
-                headers={"Accept": "application/json", "Content-Type": "application/json"},
-                timeout=self._settings.vtex_timeout,
-                # Room for a response the thread has not closed yet; one kept between calls.
-                limits=httpx.Limits(max_connections=4, max_keepalive_connections=1),
-                verify=self._tls,
-                follow_redirects=False,  # a redirect would resend the credentials elsewhere
-                # No cookie is kept: a cookie VTEX (or a proxy) sets on one account's answer
-                # must not be sent on another account's call made by this thread.
-                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-                transport=self._transport,
-            )
-            with self._lock:
-                if self._clients is None:
-                    client.close()
-                    raise RuntimeError("the OMS client is closed")
-                self._clients.append(client)
-            self._local.client = client
-        return client
+        self._clients.get()
 
     # Every call takes *send_by*: a time.monotonic() after which its request must not leave
     # (None: no limit). It is checked as the last step before the request's headers, and again
@@ -152,7 +118,7 @@ class OmsClient:
         token = secret.get_secret_value()
         deadline = time.monotonic() + within
         try:
-            with self._http().stream(
+            with self._clients.get().stream(
                 "GET", url, headers={KEY_HEADER: key, TOKEN_HEADER: token}, timeout=within
             ) as response:
                 if int(response.headers.get("Content-Length") or 0) > limit:
@@ -174,10 +140,7 @@ class OmsClient:
 
     def close(self) -> None:
         """Close every thread's connections."""
-        with self._lock:
-            clients, self._clients = self._clients or [], None
-        for client in clients:
-            client.close()
+        self._clients.close()
 
     def __enter__(self) -> Self:
         return self
@@ -223,7 +186,7 @@ class OmsClient:
         error: OmsError
         extensions = {} if send_by is None else {"trace": _SendBy(send_by)}
         try:
-            response = self._http().request(
+            response = self._clients.get().request(
                 method, url, json=body, headers=headers, extensions=extensions
             )
         except httpx.HTTPError as exc:
