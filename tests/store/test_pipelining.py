@@ -127,3 +127,25 @@ def test_a_single_job_is_one_script_call(redis_client: "redis.Redis") -> None:
     # One FCALL round trip: nothing checks or loads the library first.
     assert calls.get("cmdstat_fcall") == 1
     assert "cmdstat_function|load" not in calls
+
+
+def test_batches_load_the_library_once_and_again_when_redis_lost_it(
+    redis_client: "redis.Redis",
+) -> None:
+    ordering = Ordering(redis_client, QUEUE)
+    redis_client.function_flush()
+    redis_client.config_resetstat()
+    first = [_job(f"A-{n:02d}", "invoice", 0) for n in range(3)]
+    second = [_job(f"B-{n:02d}", "invoice", 0) for n in range(3)]
+    assert {r.verdict for _, r in ordering.enqueue(first, batch=2)} == {"enqueued"}
+    assert {r.verdict for _, r in ordering.enqueue(second, batch=2)} == {"enqueued"}
+    checked = ordering.check([Ordering.named(j, "") for j in second])  # enqueued already
+    assert [r.job_id for r in checked] == [j.job_id for j in second]
+    calls = {name: stats["calls"] for name, stats in redis_client.info("commandstats").items()}
+    assert calls.get("cmdstat_function|load") == 1  # not once a batch (each an error reply)
+
+    redis_client.function_flush()  # Redis lost it: each pipelined call finds it missing
+    third = [_job(f"C-{n:02d}", "invoice", 0) for n in range(3)]
+    assert {r.verdict for _, r in ordering.enqueue(third, batch=2)} == {"enqueued"}
+    heads = [read_message(raw)[1]["job_id"] for raw in redis_client.lrange(QUEUE, 0, -1)]
+    assert sorted(heads) == sorted(j.job_id for j in [*first, *second, *third])

@@ -15,8 +15,8 @@ from vtex_relay.operations import operation
 from vtex_relay.store import keys
 from vtex_relay.store.fingerprints import body_digest, fingerprint
 from vtex_relay.store.keys import LAYOUT_VERSION, OrderRef, text
-from vtex_relay.store.pipelining import overlapped
-from vtex_relay.store.scripts import Function
+from vtex_relay.store.pipelining import Command, overlapped
+from vtex_relay.store.scripts import Function, missing
 
 
 class Enqueued(NamedTuple):
@@ -75,28 +75,33 @@ class Enqueuing:
             return
         if not first:
             return
-        # The pipelined calls are plain FCALLs: only a call on its own loads the library.
-        self._enqueue.load()
-        batches = (
-            (
-                chunk,
-                [
-                    *(
-                        self._enqueue.command(names, args)
-                        for names, args in (self._enqueue_call(job, latest) for job in chunk)
-                    ),
-                    *self.confirming,
-                ],
-            )
-            for chunk in _chunks(itertools.chain(first, iterator), batch)
-        )
-        for chunk, replies in overlapped(self.client, batches, raise_on_error=False):
+        self._enqueue.ensure()  # the pipelined calls are plain FCALLs, which load nothing
+
+        def batches() -> Iterator[tuple[tuple[list[Job], list[Command]], list[Command]]]:
+            for chunk in _chunks(itertools.chain(first, iterator), batch):
+                calls = (self._enqueue_call(job, latest) for job in chunk)
+                sent: list[Command] = [*(self._enqueue.command(*c) for c in calls)]
+                sent += self.confirming
+                yield (chunk, sent), sent
+
+        for (chunk, sent), replies in overlapped(self.client, batches(), raise_on_error=False):
+            replies = self._again(sent, replies)
             unconfirmed = self._unconfirmed(replies[len(chunk) :])
             for job, reply in zip(chunk, replies, strict=False):
                 result = _enqueued(job.job_id, _only(reply))
                 if unconfirmed and result.verdict in ("enqueued", "duplicate"):
                     result = Enqueued("failed", job.job_id, state=f"UNCONFIRMED {unconfirmed}")
                 yield job, result
+
+    def _again(self, sent: Sequence[Command], replies: list[Any]) -> list[Any]:
+        """*replies*, or, if Redis had lost the scripts' library since this process loaded it
+        (``FUNCTION FLUSH``, a Redis that lost its data), those of *sent* sent again once it
+        is loaded. Safe: an enqueue call that did not run did nothing, and one that did
+        answers again as it did the first time (the job is enqueued already)."""
+        if not any(missing(reply) for reply in replies):
+            return replies
+        self._enqueue.load()
+        return _pipelined(self.client, sent)
 
     def _unconfirmed(self, replies: list[Any]) -> str | None:
         """Why the confirming replies (``INCR``, ``WAIT``, ``WAITAOF``) do not confirm the
@@ -120,13 +125,14 @@ class Enqueuing:
         orders: dict[str, list[int]] = {}
         for index, job in enumerate(jobs):
             orders.setdefault(job["ref"], []).append(index)
-        self._enqueue.load()
-        with self.client.pipeline(transaction=False) as pipe:
-            for ref, indexes in orders.items():
-                keys = self._order_keys(ref)
-                args = self._args([jobs[i] for i in indexes], check=True)
-                pipe.fcall(self._enqueue.name, len(keys), *keys, *args)
-            replies = pipe.execute(raise_on_error=False)
+        sent = [
+            self._enqueue.command(
+                self._order_keys(ref), self._args([jobs[i] for i in indexes], check=True)
+            )
+            for ref, indexes in orders.items()
+        ]
+        self._enqueue.ensure()
+        replies = self._again(sent, _pipelined(self.client, sent))
         results: list[Enqueued] = [Enqueued("skipped", "")] * len(jobs)
         for indexes, reply in zip(orders.values(), replies, strict=True):
             for n, index in enumerate(indexes):
@@ -182,6 +188,14 @@ def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
 def _only(reply: Any) -> Any:
     """The reply to a write call's one job (the script replies per job), or its error."""
     return reply if isinstance(reply, redis.ResponseError) else reply[0]
+
+
+def _pipelined(client: "redis.Redis", commands: Sequence[Command]) -> list[Any]:
+    """The replies to *commands*, sent in one pipeline; errors in their places."""
+    with client.pipeline(transaction=False) as pipe:
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        return pipe.execute(raise_on_error=False)
 
 
 def _enqueued(job_id: str, reply: Any) -> Enqueued:

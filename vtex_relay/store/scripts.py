@@ -3,7 +3,7 @@
 (``lua/NAME.lua``) as a function of its own.
 
 A library rather than ``EVALSHA`` scripts because a script runs the whole of its source on every
-call: each call would define again every function the scripts share, which costs Redis twice
+call: each call would define again every function the scripts share, which costs Redis three times
 what an empty script call does (``bench/redis-work.md``). A library's source runs once, when it
 is loaded; a call runs its function only. Redis also keeps its libraries with its data (RDB,
 AOF) and copies them to replicas, so a restart or a failover keeps them.
@@ -69,6 +69,7 @@ class Function:
         self.client = client
         self.name = prefix + name
         self.source = source
+        self.loaded = False  # by this object: a pipeline needs the library loaded first
 
     def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
@@ -90,6 +91,14 @@ class Function:
         except redis.ResponseError as exc:
             if "already exists" not in str(exc):
                 raise
+        self.loaded = True
+
+    def ensure(self) -> None:
+        """Load the library if this object has not yet: once, not before every pipeline (a
+        round trip, and an error Redis counts when it has the library already). A pipeline
+        that finds it missing since (``missing``) loads it again and resends."""
+        if not self.loaded:
+            self.load()
 
 
 def missing(reply: object) -> bool:
