@@ -345,7 +345,7 @@ def drained(client: redis.Redis) -> bool:
     pipe = client.pipeline(transaction=False)
     pipe.llen(QUEUE)
     pipe.zcard(DELAYED)
-    pipe.zcard(LEASES)
+    pipe.zcount(LEASES, "-inf", "(+inf")  # less the sweep's PIN (keys.py)
     pipe.hlen(DEAD)
     pipe.hlen(UNACKED[0])
     pipe.zcard(UNACKED[1])
@@ -356,7 +356,7 @@ def leftovers(client: redis.Redis) -> str:
     sizes = {
         QUEUE: client.llen(QUEUE),
         DELAYED: client.zcard(DELAYED),
-        LEASES: client.zcard(LEASES),
+        LEASES: client.zcount(LEASES, "-inf", "(+inf"),
         DEAD: client.hlen(DEAD),
         UNACKED[0]: client.hlen(UNACKED[0]),
         UNACKED[1]: client.zcard(UNACKED[1]),

@@ -65,6 +65,7 @@ from vtex_relay.store.keys import (
     DISCARDED,
     LEASES,
     LINES,
+    PIN,
     READY,
     OrderRef,
     account,
@@ -524,7 +525,10 @@ class OrderingMachine(RuleBasedStateMachine):
             pipe.get(key + ":body")
         replies = iter(pipe.execute())
         queue = [parse_message(raw) for raw in next(replies)]
-        leases, delayed, ready, lines_due = ({text(m) for m in next(replies)} for _ in range(4))
+        # Less the sweep's PIN (keys.py), which is no job.
+        leases, delayed, ready, lines_due = (
+            {text(m) for m in next(replies)} - {PIN} for _ in range(4)
+        )
         dead, discarded = (_texts(next(replies)) for _ in range(2))
         accounts: dict[str, AccountSnapshot] = {}
         for name in ACCOUNTS:

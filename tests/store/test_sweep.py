@@ -1,10 +1,11 @@
-"""The sweep's lost-message pass (sweep.lua) with a backlog waiting in the queue."""
+"""The sweep's lost-message pass (sweep.lua) with a backlog waiting in the queue, and the PIN it
+keeps in the sorted sets every job passes through."""
 
 import redis
 
 from tests.processes import read_message
 from vtex_relay.jobs import Job
-from vtex_relay.store.keys import OrderRef
+from vtex_relay.store.keys import LEASES, PIN, READY, OrderRef
 from vtex_relay.store.ordering import Ordering
 
 QUEUE = "test-sweep"
@@ -64,3 +65,28 @@ def test_a_lost_message_ahead_of_a_waiting_backlog_is_replaced(
     # The 48 waiting messages are left as they were; the replacement goes behind them.
     rest = [_pop_job_id(redis_client) for _ in range(redis_client.llen(QUEUE))]
     assert rest == [job.job_id for job in waiting] + [lost.job_id]
+
+
+def test_the_sets_every_job_passes_through_stay_skiplists_and_the_pin_is_never_due(
+    redis_client: "redis.Redis",
+) -> None:
+    ordering = Ordering(redis_client, QUEUE, window=1000)
+    first, second = _enqueue(ordering, 2, "pinned")
+    assert redis_client.object("encoding", READY) == b"skiplist"  # pinned by the first enqueue
+    redis_client.delete(READY)  # a Redis stamped by a version without the pin
+    _enqueue(ordering, 1, "late")
+    assert redis_client.object("encoding", READY) == b"listpack"
+
+    ordering.sweep(lost_after=0)
+    for key in (READY, LEASES):
+        assert redis_client.object("encoding", key) == b"skiplist"
+        assert redis_client.zscore(key, PIN) == float("inf")
+    for job in (first, second):
+        assert _pop_job_id(redis_client) == job.job_id
+        assert ordering.claim(OrderRef.of(job), job.job_id, "w", 60).verdict == "run"
+        ordering.finish(OrderRef.of(job), job.job_id, "w", "done", "{}", retention_seconds=60)
+    # Every job's entry is gone; the pin stays, so the keys (and their encoding) stay too, and
+    # a sweep finds nothing due in it.
+    assert redis_client.zrange(LEASES, 0, -1) == [PIN.encode()]
+    assert ordering.sweep(lost_after=0)[:4] == (0, 0, 0, 0)
+    assert redis_client.object("encoding", LEASES) == b"skiplist"

@@ -13,8 +13,9 @@ key                                    type     holds
 ``vr:{ACCOUNT:ORDER}:job:ID:body``     string   its VTEX body (compact JSON), until done
 ``vr:{ACCOUNT:ORDER}:job:ID:attempts`` list     one JSON record per try
 ``vr:delayed``                         zset     jobs waiting for a retry or a rate-limit slot
-``vr:leases``                          zset     running jobs by lease expiry
+``vr:leases``                          zset     running jobs by lease expiry (and ``PIN``)
 ``vr:ready``                           zset     jobs with a message out, by when it was pushed
+                                                (and ``PIN``)
 ``vr:dispatched``                      string   numbers given to pushed messages
 ``vr:dispatched:claimed``              string   the highest such number claimed
 ``vr:dead``, ``vr:discarded``          hash     job id -> ``ACCOUNT:ORDER``
@@ -67,6 +68,16 @@ LAYOUT = f"{PREFIX}:layout"
 # A change of layout comes with its migration (vtex_relay/store/migrate.py) and a test of it.
 LAYOUT_VERSION = 2
 ACKS = f"{PREFIX}:acks"
+
+# A member that is never due (score +inf), kept in vr:ready and vr:leases by the sweep. Both take
+# a member at every push or claim, at their end (times only grow). Under 128 members Redis keeps
+# a sorted set as a listpack, whose insert parses every member's score back from text to find
+# its place: with a hundred jobs out, the dearest step of a job in Redis. A member longer than
+# zset-max-listpack-value (64 bytes) turns the set into a skiplist, which Redis never turns back
+# while the key exists, and this one also keeps the key from ever being emptied (deleted).
+# It starts with a space, which no job's member (``ACCOUNT:ORDER ID``) does.
+PIN = " keeps this sorted set in Redis's skiplist encoding (vtex_relay/store/keys.py, PIN)"
+PINNED = (READY, LEASES)
 
 
 # The names of an order's keys and of an account's keys: the only ones, here and in the scripts
@@ -154,6 +165,7 @@ LUA = f"""
 local READY, DISPATCHED, CLAIMED, LINES = "{READY}", "{DISPATCHED}", "{CLAIMED}", "{LINES}"
 local ACCOUNTS, DURATIONS, WORKERS, SWEPT = "{ACCOUNTS}", "{DURATIONS}", "{WORKERS}", "{SWEPT}"
 local LAYOUT_KEY, DEAD_JOBS = "{LAYOUT}", "{DEAD}"
+local PIN = "{PIN}"
 local function order_key(ref, name)
   return "{PREFIX}:{{" .. ref .. "}}:" .. name
 end

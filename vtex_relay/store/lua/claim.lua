@@ -18,10 +18,11 @@
 -- and records the account's rate and burst for the pumps of scripts that are not given them.
 --
 -- KEYS: job, leases, delayed, rate, pause, ready, claimed, queue, invoices (the order's ledger)
--- ARGV[1]: JSON {member, token, lease (seconds), rate (per second; 0 = no limit), burst,
---       window, calls (how many requests the try makes: 2 for an invoice whose order is read
---       first; an uncertain try reads the order first too, whatever its kind), ledger (true:
---       the try checks the order's total, and needs what the relay has delivered of it)}
+-- ARGV: member, token, lease (seconds), rate (per second; 0 = no limit), burst, window,
+--       calls (how many requests the try makes: 2 for an invoice whose order is read first; an
+--       uncertain try reads the order first too, whatever its kind), ledger ("1": the try
+--       checks the order's total, and needs what the relay has delivered of it; "": not).
+--       Positional, not JSON: decoding JSON costs Redis more than a command does.
 -- Returns {"run", seq, tries, uncertain, hold_seconds, [number, type, value]...} (with ledger:
 --       the order's invoices the relay has delivered, but this job's: VTEX's GET may not show
 --       them yet) | {"wait", seconds} (the job is now
@@ -29,9 +30,10 @@
 --       no state to run: not ready, or gone); the last two answer a duplicate message
 local jkey, leases, delayed, rate_key, pause_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ready, claimed = KEYS[6], KEYS[7]
-local A = cjson.decode(ARGV[1])
-QUEUE, WINDOW = KEYS[8], A.window
-local member, token, rate, burst = A.member, A.token, A.rate, A.burst
+local member, token, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
+QUEUE, WINDOW = KEYS[8], tonumber(ARGV[6])
+local calls, ledger = tonumber(ARGV[7]), ARGV[8] == "1"
 local t = now()
 local ref = split(member)
 local account = account_of(ref)
@@ -58,12 +60,11 @@ local uncertain = expired or job[5] == "1"
 if not expired then
   redis.call("ZREM", ready, member)
   redis.call("SREM", account_key(account, "out"), member)
-  local dseq = tonumber(job[3] or "0")
-  if dseq > tonumber(shared[1] or "0") then
-    redis.call("SET", claimed, dseq)
+  if tonumber(job[3] or "0") > tonumber(shared[1] or "0") then
+    redis.call("SET", claimed, job[3])
   end
 end
-local limits = rate .. " " .. burst
+local limits = ARGV[4] .. " " .. ARGV[5]
 local pause_until = tonumber(shared[2] or "0")
 
 local MAX_HOLD = 1.0
@@ -82,7 +83,6 @@ if rate > 0 then
 end
 if not slot and rate > 0 then
   -- A try takes one slot per request it makes: VTEX counts the GET too.
-  local calls = A.calls
   if uncertain then
     calls = 2
   end
@@ -115,7 +115,7 @@ if job[4] then
   redis.call("HDEL", jkey, "slot_at")
 end
 local hold = math.max(start - t, 0)
-local lease_until = t + hold + A.lease
+local lease_until = string.format("%.17g", t + hold + lease)  -- text once, written twice
 local tries = tonumber(job[7] or "0") + 1
 -- set_state's write, with the try's count and the lease: ready is not counted, running is; an
 -- expired lease's job was running already.
@@ -127,24 +127,24 @@ if expired then
 end
 redis.call("HSET", jkey, unpack(fields))
 if state ~= "running" then
-  count(ref, "running", 1)
+  count(ref, "running", "1")
 end
 redis.call("ZADD", leases, lease_until, member)
 if not expired then
   pump(account, pause_until, rate, burst, next_tat)
 end
-local reply = {"run", job[1], tries, uncertain and "1" or "0", tostring(hold)}
-if A.ledger then
+local reply = {"run", job[1], tries, uncertain and "1" or "0", hold > 0 and tostring(hold) or "0"}
+if ledger then
   -- Each entry: "job_id digest type value". A job done, or gone (its record expired after
   -- delivery), has delivered its invoice; one waiting, dead or discarded has not.
   local _, own_id = split(member)
-  local ledger = redis.call("HGETALL", KEYS[9])
-  for i = 1, #ledger, 2 do
-    local holder, flow, value = string.match(ledger[i + 1], "^(%S*) %S* (%S*) (%d+)$")
+  local entries = redis.call("HGETALL", KEYS[9])
+  for i = 1, #entries, 2 do
+    local holder, flow, value = string.match(entries[i + 1], "^(%S*) %S* (%S*) (%d+)$")
     if holder and holder ~= own_id and (flow == "Output" or flow == "Input") then
       local held = redis.call("HGET", job_key(ref, holder), "state")
       if not held or held == "done" then
-        table.insert(reply, ledger[i])
+        table.insert(reply, entries[i])
         table.insert(reply, flow)
         table.insert(reply, value)
       end

@@ -10,14 +10,22 @@
 local QUEUE, WINDOW
 
 -- Every time comes from Redis's clock, so workers on machines with skewed clocks agree; read
--- once a script (it runs as one step: one moment).
-local NOW
+-- once a script (it runs as one step: one moment). NOW_TEXT is the same moment as text, made
+-- from TIME's own digits: a number handed to redis.call is formatted with snprintf, which costs
+-- Redis more than most commands do. (So are the counts below handed over as text.)
+local NOW, NOW_TEXT
 local function now()
   if not NOW then
     local t = redis.call("TIME")
     NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    NOW_TEXT = t[1] .. "." .. string.sub("00000" .. t[2], -6)
   end
   return NOW
+end
+
+local function now_text()
+  now()
+  return NOW_TEXT
 end
 
 local function account_of(ref)
@@ -34,6 +42,7 @@ end
 -- window (SCARD), which saves two writes each time a job gets its turn or its message.
 local LIVE = {queued = true, running = true, retrying = true, throttled = true, dead = true}
 
+-- *delta*: a number, or text ("1", "-1").
 local function count(ref, field, delta)
   if delta ~= 0 then
     redis.call("HINCRBY", account_key(account_of(ref), "jobs"), field, delta)
@@ -43,15 +52,15 @@ end
 local function set_state(jkey, ref, from, to)
   redis.call("HSET", jkey, "state", to)
   if from ~= to then
-    if LIVE[from] then count(ref, from, -1) end
-    if LIVE[to] then count(ref, to, 1) end
+    if LIVE[from] then count(ref, from, "-1") end
+    if LIVE[to] then count(ref, to, "1") end
   end
 end
 
 -- Metrics (vtex_relay/ops/metrics.py reads them): an account's counters, and the enqueue time of
 -- each of its orders' live heads (the oldest job not yet delivered or dead is one of them).
 local function stat(ref, field)
-  redis.call("HINCRBY", account_key(account_of(ref), "stats"), field, 1)
+  redis.call("HINCRBY", account_key(account_of(ref), "stats"), field, "1")
 end
 
 local function head_is(ref, job_id, t)
@@ -95,7 +104,7 @@ local function push(ref, job_id, job, body)
   redis.call("LPUSH", QUEUE, build_message(job[1], job_id, job_id .. "." .. n, ref, job[2] or "",
     job[3], body))
   redis.call("HSET", jkey, "dispatches", n, "dseq", redis.call("INCR", DISPATCHED), unpack(state))
-  redis.call("ZADD", READY, now(), member)
+  redis.call("ZADD", READY, now_text(), member)
   redis.call("SADD", account_key(account_of(ref), "out"), member)
 end
 
@@ -218,7 +227,7 @@ local function advance(ref, head)
     head_is(ref, next_id)
     to_line(ref, next_id, "queued", false)
   else
-    redis.call("HSET", okey, "head", 0, "state", "idle")
+    redis.call("HSET", okey, "head", "0", "state", "idle")
     no_head(ref)
   end
 end

@@ -63,7 +63,10 @@ if layout ~= A.layout then
     return redis.error_reply("LAYOUT Redis holds vtex-relay data of layout " ..
       (layout or "1 (no stamp)") .. ", not " .. A.layout .. ": run `vtex-relay migrate`")
   end
-  if not CHECK then redis.call("SET", LAYOUT_KEY, A.layout) end
+  if not CHECK then
+    redis.call("SET", LAYOUT_KEY, A.layout)
+    redis.call("ZADD", READY, "NX", "+inf", PIN)  -- keys.py: PIN (the sweep keeps it)
+  end
 end
 
 local function decide(job)
@@ -144,7 +147,7 @@ local function append(job, body, order)
     -- "job_id digest type value": the operator's view of the order's invoices reads it too.
     redis.call("HSET", invoices, number, table.concat({job_id, job.digest, job.type, job.value}, " "))
   end
-  local seq = redis.call("HINCRBY", okey, "last_seq", 1)
+  local seq = redis.call("HINCRBY", okey, "last_seq", "1")
   redis.call("HSET", seqs, seq, job_id)
   redis.call("HSET", dedup, job.fingerprint, job_id)
   if job.tracks then
@@ -157,7 +160,7 @@ local function append(job, body, order)
   -- uncertain) read as 0.
   redis.call("SET", body_key(jkey), body)
   redis.call("SADD", ACCOUNTS, account_of(ref))
-  local t = now()
+  local t = now_text()
   -- Its first state, with its fields: queued behind its order's head, or waiting in its
   -- account's line (to_line, told the job is known, does not write it again).
   local first = {"state", "queued"}
@@ -179,9 +182,9 @@ local function append(job, body, order)
     local known = {kind = job.kind, number = number, enqueued_at = job.enqueued_at, body = body}
     to_line(ref, job_id, nil, false, known)
   else
-    count(ref, "queued", 1)
+    count(ref, "queued", "1")
     if order[5] == "held" then
-      count(ref, "held", 1)
+      count(ref, "held", "1")
     end
   end
 end

@@ -4,7 +4,8 @@
 -- accounts whose rate or pause now lets them send (LINES); and push again the message of a job
 -- whose message was lost: out for longer than lost_after seconds, and provably not still in
 -- the queue — the queue is empty, or a message pushed after it has been claimed already.
--- It also records that it ran (SWEPT) and the sweeping worker's heartbeat (WORKERS).
+-- It also records that it ran (SWEPT) and the sweeping worker's heartbeat (WORKERS), and keeps
+-- PIN in leases and ready (keys.py says why).
 -- KEYS: delayed, leases, queue, ready, claimed
 -- ARGV[1]: JSON {limit, lost_after (seconds), window, worker (its name, or "")}
 -- Returns {retries_due, throttled_released, leases_recovered, lost_messages_replaced,
@@ -15,6 +16,8 @@ QUEUE, WINDOW = KEYS[3], A.window
 local limit, lost_after = A.limit, A.lost_after
 local t = now()
 redis.call("SET", SWEPT, t)
+redis.call("ZADD", leases, "NX", "+inf", PIN)
+redis.call("ZADD", ready, "NX", "+inf", PIN)
 if A.worker ~= "" then
   redis.call("ZADD", WORKERS, t, A.worker)
   redis.call("ZREMRANGEBYSCORE", WORKERS, "-inf", t - 86400)  -- gone for a day: forgotten
