@@ -129,7 +129,7 @@ def prices(server: CallgrindRedis) -> dict[str, float]:
         "a script that defines vtex-relay's shared Lua functions first, over that": (
             per_call(script(shared + "\nreturn 1")) - empty
         ),
-        "decoding a call's JSON arguments (a claim's)": (
+        "decoding a call's JSON arguments (a claim's, as they were before they were positional)": (
             per_call(script("local a = cjson.decode(ARGV[1]) return 1")) - empty
         ),
         "one command run from a script (HINCRBY)": (ten - empty) / 10,

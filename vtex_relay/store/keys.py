@@ -77,7 +77,6 @@ ACKS = f"{PREFIX}:acks"
 # while the key exists, and this one also keeps the key from ever being emptied (deleted).
 # It starts with a space, which no job's member (``ACCOUNT:ORDER ID``) does.
 PIN = " keeps this sorted set in Redis's skiplist encoding (vtex_relay/store/keys.py, PIN)"
-PINNED = (READY, LEASES)
 
 
 # The names of an order's keys and of an account's keys: the only ones, here and in the scripts
