@@ -101,6 +101,6 @@ local function build_message(task, job_id, tag, ref, number, enqueued_at, body)
   local tail = ',"enqueued_at":' .. cjson.encode(enqueued_at) .. '}}'
   local repr = head .. tail
   body = {_long_string(before)} .. head .. ',"body":' .. body .. tail .. {_long_string(after)}
-  return table.concat({{{", ".join(parts)}}})
+  return {" .. ".join(parts)}
 end
 """
