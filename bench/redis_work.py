@@ -13,7 +13,10 @@ Redis runs under callgrind. Each system's real workers (as in ``bench/results.md
 64, the sandbox at 0 ms) drain a backlog of invoice jobs, one order each; the counters are
 dumped (``callgrind_control --dump``) around each step: the producer's enqueue, the drain.
 Redis is about 50 times slower under valgrind, so more of a worker's calls overlap and share a
-round trip than at full speed; what a script runs is the same.
+round trip than at full speed; what a script runs is the same. vtex-relay's drain is also split
+into its parts: the commands its functions run, the rest of the functions (the Lua that decides,
+and Redis's conversion of each command's arguments and reply to and from Lua), calling them, and
+the rest (the fetch, reading and writing the connections).
 
 Then the prices that explain the figures, on the same Redis: a function and a script that do
 nothing, what defining vtex-relay's shared Lua functions on every call would cost (a script
@@ -49,6 +52,7 @@ class CallgrindRedis(RedisServer):
     def spawn(self, command: Sequence[str]) -> None:
         self.out = Path(self.dir) / "callgrind.out"
         self.dumps = 0
+        self.last = self.out
         valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}"]
         super().spawn([*valgrind, *command])
 
@@ -57,7 +61,7 @@ class CallgrindRedis(RedisServer):
             ["callgrind_control", "--dump", str(self.pid)], check=True, capture_output=True
         )
         self.dumps += 1
-        path = Path(f"{self.out}.{self.dumps}")
+        path = self.last = Path(f"{self.out}.{self.dumps}")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if path.exists():
@@ -68,8 +72,31 @@ class CallgrindRedis(RedisServer):
         raise BenchError(f"callgrind wrote no {path}")
 
 
+# Redis's functions whose instructions, callees included, split a drain's (named in the
+# Debian build; most of Lua's are not).
+PARTS = ("fcallCommand", "lua_pcall", "scriptCall")
+
+
+def parts(dump: Path) -> dict[str, int]:
+    """The instructions of each of PARTS, its callees included, in callgrind's *dump*."""
+    annotated = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(dump)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    found = dict.fromkeys(PARTS, 0)
+    for line in annotated.splitlines():
+        count, _, rest = line.strip().partition(" ")
+        name = rest.rpartition(":")[2].split(" [")[0]
+        if name in found and count.replace(",", "").isdigit():
+            found[name] = int(count.replace(",", ""))
+    return found
+
+
 def steps(ctx: Context, server: CallgrindRedis, system: System) -> dict[str, float]:
-    """Instructions per job of *system*'s enqueue and drain of JOBS jobs."""
+    """Instructions per job of *system*'s enqueue and drain of JOBS jobs, and of the drain's
+    parts (``split``)."""
     ctx.fresh(0)
     server.dump()
     system.enqueue(ctx.prefix(), JOBS)
@@ -85,7 +112,23 @@ def steps(ctx: Context, server: CallgrindRedis, system: System) -> dict[str, flo
         drain = server.dump()
     finally:
         stop_workers(workers)
-    return {"enqueue": enqueue / JOBS, "delivery": drain / JOBS}
+    found = parts(server.last)
+    split = {
+        "the commands the scripts run (`scriptCall`)": found["scriptCall"],
+        "the rest of the functions: the Lua that decides, and Redis's conversion of each "
+        "command's arguments and reply": found["lua_pcall"] - found["scriptCall"],
+        "calling the functions (`FCALL`: its arguments into Lua)": (
+            found["fcallCommand"] - found["lua_pcall"]
+        ),
+        "outside the functions: the fetch (`BRPOP`), reading requests, writing replies": (
+            drain - found["fcallCommand"]
+        ),
+    }
+    return {
+        "enqueue": enqueue / JOBS,
+        "delivery": drain / JOBS,
+        **{f"split: {name}": value / JOBS for name, value in split.items()},
+    }
 
 
 def prices(server: CallgrindRedis) -> dict[str, float]:
@@ -169,6 +212,16 @@ def main() -> None:
     ):
         ratio = relay[step] / plain[step]
         lines.append(f"| {name} | {relay[step]:,.0f} | {plain[step]:,.0f} | {ratio:.1f}x |")
+    lines += [
+        "",
+        f"| delivery by part, per job ({systems[0].label}) | instructions |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| {name.removeprefix('split: ')} | {value:,.0f} |"
+        for name, value in relay.items()
+        if name.startswith("split: ")
+    ]
     lines += ["", "| what Redis runs, instructions per call | |", "|---|---|"]
     lines += [f"| {name} | {value:,.0f} |" for name, value in priced.items()]
     text = "\n".join(
