@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.context import Context, Plan, info
 from bench.harness import stop_workers
 from bench.procstats import cpu_seconds
-from bench.report import machine_line
+from bench.report import publish
 from bench.systems import PLAIN_THREADS, RELAY_DEFAULT, RELAY_PROCFILE, System
 from tests.harness import start_workers
 
@@ -119,25 +119,17 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     totals = [f"**{results[s][1]:.2f} ms**" for s in systems]
     lines.append("| **CPU per job, one worker process** | " + " | ".join(totals) + " |")
-    text = "\n".join(
-        [
-            *lines,
-            "",
-            f"py-spy `--gil` at 200 Hz over {SECONDS:g} s of a drain at 0 ms (sandbox latency), "
-            "one worker process of two; a part's ms = its share of the samples x the process's "
-            "CPU per job (its CPU time over the window / half the POSTs the sandbox got in it). "
-            "Time outside the GIL (system calls, the C parts of JSON, hiredis) is spread over "
-            "the parts by their Python samples. The samples are of wall time: on a machine "
-            "with no core to spare, a thread that holds the GIL while the system runs another "
-            "process is sampled meanwhile, so a part's share grows with the load around it "
-            "(with the check on, the sandbox answers twice the requests).",
-            "",
-            machine_line(version),
-            "Command: `python -m bench.profile`",
-        ]
+    about = (
+        f"py-spy `--gil` at 200 Hz over {SECONDS:g} s of a drain at 0 ms (sandbox latency), "
+        "one worker process of two; a part's ms = its share of the samples x the process's "
+        "CPU per job (its CPU time over the window / half the POSTs the sandbox got in it). "
+        "Time outside the GIL (system calls, the C parts of JSON, hiredis) is spread over "
+        "the parts by their Python samples. The samples are of wall time: on a machine "
+        "with no core to spare, a thread that holds the GIL while the system runs another "
+        "process is sampled meanwhile, so a part's share grows with the load around it "
+        "(with the check on, the sandbox answers twice the requests)."
     )
-    print(text)
-    args.out.write_text(text + "\n", encoding="utf-8")
+    publish(args.out, lines, about, version, "python -m bench.profile")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import redis
 
 from bench.context import Context, Plan, info
 from bench.harness import BenchError, RedisServer, stop_workers
-from bench.report import machine_line
+from bench.report import publish
 from bench.systems import PLAIN_THREADS, RELAY_PROCFILE, System
 from tests.harness import start_workers
 
@@ -64,17 +64,41 @@ class CallgrindRedis(RedisServer):
         path = self.last = Path(f"{self.out}.{self.dumps}")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if path.exists():
-                for line in path.read_text().splitlines():
-                    if line.startswith("totals:"):
-                        return int(line.split()[1])
+            if path.exists() and (total := totals(path)) is not None:
+                return total
             time.sleep(0.05)
         raise BenchError(f"callgrind wrote no {path}")
+
+
+def totals(dump: Path) -> int | None:
+    """The instructions counted in callgrind's *dump* (None until it is written whole)."""
+    for line in dump.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    return None
 
 
 # Redis's functions whose instructions, callees included, split a drain's (named in the
 # Debian build; most of Lua's are not).
 PARTS = ("fcallCommand", "lua_pcall", "scriptCall")
+
+
+def split(dump: Path, jobs: int) -> dict[str, float]:
+    """A drain's instructions per job (callgrind's *dump* of it), by part."""
+    found = parts(dump)
+    total = totals(dump) or 0
+    parted = {
+        "the commands the scripts run (`scriptCall`)": found["scriptCall"],
+        "the rest of the functions: the Lua that decides, and Redis's conversion of each "
+        "command's arguments and reply": found["lua_pcall"] - found["scriptCall"],
+        "calling the functions (`FCALL`: its arguments into Lua)": (
+            found["fcallCommand"] - found["lua_pcall"]
+        ),
+        "outside the functions: the fetch (`BRPOP`), reading requests, writing replies": (
+            total - found["fcallCommand"]
+        ),
+    }
+    return {name: value / jobs for name, value in parted.items()}
 
 
 def parts(dump: Path) -> dict[str, int]:
@@ -95,8 +119,8 @@ def parts(dump: Path) -> dict[str, int]:
 
 
 def steps(ctx: Context, server: CallgrindRedis, system: System) -> dict[str, float]:
-    """Instructions per job of *system*'s enqueue and drain of JOBS jobs, and of the drain's
-    parts (``split``)."""
+    """Instructions per job of *system*'s enqueue and drain of JOBS jobs; the drain's dump is
+    ``server.last``."""
     ctx.fresh(0)
     server.dump()
     system.enqueue(ctx.prefix(), JOBS)
@@ -112,23 +136,7 @@ def steps(ctx: Context, server: CallgrindRedis, system: System) -> dict[str, flo
         drain = server.dump()
     finally:
         stop_workers(workers)
-    found = parts(server.last)
-    split = {
-        "the commands the scripts run (`scriptCall`)": found["scriptCall"],
-        "the rest of the functions: the Lua that decides, and Redis's conversion of each "
-        "command's arguments and reply": found["lua_pcall"] - found["scriptCall"],
-        "calling the functions (`FCALL`: its arguments into Lua)": (
-            found["fcallCommand"] - found["lua_pcall"]
-        ),
-        "outside the functions: the fetch (`BRPOP`), reading requests, writing replies": (
-            drain - found["fcallCommand"]
-        ),
-    }
-    return {
-        "enqueue": enqueue / JOBS,
-        "delivery": drain / JOBS,
-        **{f"split: {name}": value / JOBS for name, value in split.items()},
-    }
+    return {"enqueue": enqueue / JOBS, "delivery": drain / JOBS}
 
 
 def prices(server: CallgrindRedis) -> dict[str, float]:
@@ -197,6 +205,8 @@ def main() -> None:
         for system in systems:
             info(f"redis work: {system.label}")
             counted[system] = steps(ctx, server, system)
+            if system is systems[0]:
+                drain_parts = split(server.last, JOBS)
         priced = prices(server)
         version = server.version()
     finally:
@@ -217,29 +227,17 @@ def main() -> None:
         f"| delivery by part, per job ({systems[0].label}) | instructions |",
         "|---|---|",
     ]
-    lines += [
-        f"| {name.removeprefix('split: ')} | {value:,.0f} |"
-        for name, value in relay.items()
-        if name.startswith("split: ")
-    ]
+    lines += [f"| {name} | {value:,.0f} |" for name, value in drain_parts.items()]
     lines += ["", "| what Redis runs, instructions per call | |", "|---|---|"]
     lines += [f"| {name} | {value:,.0f} |" for name, value in priced.items()]
-    text = "\n".join(
-        [
-            *lines,
-            "",
-            f"Instructions Redis ran (valgrind's callgrind, its own code, not the kernel's), per "
-            f"job: {JOBS:,} invoice jobs, one order each, enqueued then drained by the workers "
-            f"from the sandbox at 0 ms; the prices over {CALLS} calls each. Redis is about 50 "
-            "times slower under valgrind, so more of the workers' calls share a round trip "
-            "than at full speed.",
-            "",
-            machine_line(version),
-            "Command: `python -m bench.redis_work`",
-        ]
+    about = (
+        f"Instructions Redis ran (valgrind's callgrind, its own code, not the kernel's), per "
+        f"job: {JOBS:,} invoice jobs, one order each, enqueued then drained by the workers "
+        f"from the sandbox at 0 ms; the prices over {CALLS} calls each. Redis is about 50 "
+        "times slower under valgrind, so more of the workers' calls share a round trip "
+        "than at full speed."
     )
-    print(text)
-    args.out.write_text(text + "\n", encoding="utf-8")
+    publish(args.out, lines, about, version, "python -m bench.redis_work")
 
 
 if __name__ == "__main__":

@@ -69,3 +69,11 @@ def machine_line(redis_version: str) -> str:
         f"Celery {celery.__version__}, Redis {redis_version}, {platform.system()} "
         f"{platform.release()}"
     )
+
+
+def publish(out: Path, lines: list[str], about: str, redis_version: str, command: str) -> None:
+    """Print a benchmark's table (*lines*), what it measured (*about*), the machine and the
+    command, and write the same text to *out*."""
+    text = "\n".join([*lines, "", about, "", machine_line(redis_version), f"Command: `{command}`"])
+    print(text)
+    out.write_text(text + "\n", encoding="utf-8")
