@@ -24,8 +24,9 @@ from vtex_relay.credentials import KEY_HEADER
 from vtex_relay.operations import OPERATIONS, ORDER_PATH, Operation
 from vtex_relay.sandbox.auth import authorised
 from vtex_relay.sandbox.faults import Decision, Fault, Faults, decide
+from vtex_relay.sandbox.requests import RequestLog
 from vtex_relay.sandbox.schemas import BodyError, BodyValidator
-from vtex_relay.sandbox.state import OmsRefusal, Order, Orders, RequestLog
+from vtex_relay.sandbox.state import OmsRefusal, Order, Orders
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # VTEX's three writes (``operations.OPERATIONS``), then GET order.
